@@ -1,0 +1,239 @@
+"""The connection to NATS and the client side of the bus: request, publish.
+
+One :class:`Bus` per process role. It owns a FastStream ``NatsBroker`` (which
+owns the nats-py connection, reconnects and JetStream declarations); requests
+and replies use that nats-py connection directly, so the request path pays for
+nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Self, TypeVar
+
+import nats.errors
+import nats.js.errors
+from faststream.nats import NatsBroker, NatsCredentials, NatsSecurity, NatsToken
+from faststream.nats.security import NatsUserPassword
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from pydantic import BaseModel, ValidationError
+
+from agentbus.framework.config import Settings, redact_url
+from agentbus.framework.embedded import discovered_url
+from agentbus.framework.errors import (
+    BusError,
+    NotConnectedError,
+    NoRespondersError,
+    RemoteError,
+    RequestTimeoutError,
+)
+from agentbus.interfaces.error_reply import (
+    ERROR_HEADER,
+    SERVICE_ERROR_CODE_HEADER,
+    SERVICE_ERROR_HEADER,
+    ErrorReply,
+)
+from agentbus.interfaces.message import BusMessage, Interface, InterfaceKind
+from agentbus.interfaces.metadata import Metadata, Source, new_id, root_headers
+from agentbus.interfaces.subjects import event_subject, subject_for
+
+log = logging.getLogger("agentbus.bus")
+
+ReplyT = TypeVar("ReplyT", bound=BusMessage)
+
+
+def resolve_nats_url(settings: Settings) -> str | None:
+    """The configured URL, else the one a running ``agentbus up`` advertised, else ``None``."""
+    return settings.nats_url or discovered_url(settings.data_dir)
+
+
+def to_json(message: BaseModel) -> bytes:
+    return message.__pydantic_serializer__.to_json(message)
+
+
+def error_from(msg: Msg) -> ErrorReply | None:
+    """The structured error in a reply, or ``None`` when it is a result."""
+    headers = msg.headers
+    if not headers:
+        return None
+    if ERROR_HEADER in headers:
+        try:
+            return ErrorReply.model_validate_json(msg.data, extra="ignore")
+        except ValidationError:
+            return ErrorReply.of(headers[ERROR_HEADER], headers.get(SERVICE_ERROR_HEADER, ""))
+    if SERVICE_ERROR_HEADER in headers:  # a plain NATS micro service
+        code = headers.get(SERVICE_ERROR_CODE_HEADER, "500")
+        return ErrorReply.of(f"status_{code}", headers[SERVICE_ERROR_HEADER])
+    return None
+
+
+def _security(settings: Settings) -> NatsSecurity | None:
+    """One way to authenticate: a credentials file, else a token, else user and password."""
+    if settings.nats_creds_file is not None:
+        return NatsCredentials(credentials=str(settings.nats_creds_file))
+    if settings.nats_token is not None:
+        return NatsToken(token=settings.nats_token.get_secret_value())
+    if settings.nats_user and settings.nats_password is not None:
+        return NatsUserPassword(
+            username=settings.nats_user, password=settings.nats_password.get_secret_value()
+        )
+    return None
+
+
+class Bus:
+    """A connection to NATS, identified as ``source`` in every message it sends."""
+
+    def __init__(self, settings: Settings, source: Source, *, url: str | None = None) -> None:
+        self.settings = settings
+        self.source = source
+        self._url = url or resolve_nats_url(settings)
+        self.broker = NatsBroker(
+            self._url or "nats://127.0.0.1:4222",
+            security=_security(settings),
+            name=str(source),
+            logger=logging.getLogger("agentbus.faststream"),
+            log_level=logging.DEBUG,
+            max_reconnect_attempts=-1,
+        )
+        self._connected = False
+        self._source_text = str(source)
+
+    @property
+    def url(self) -> str | None:
+        return self._url
+
+    async def connect(self) -> Self:
+        if self._connected:
+            return self
+        if self._url is None:
+            raise NotConnectedError(
+                "no NATS server configured: run `agentbus up` (it starts one), or set "
+                "AGENTBUS_NATS_URL"
+            )
+        try:
+            await self.broker.start()
+        except (OSError, nats.errors.Error) as exc:
+            raise NotConnectedError(
+                f"cannot reach NATS at {redact_url(self._url)}: {exc or type(exc).__name__}; "
+                "is the server running? (`agentbus up`, or check AGENTBUS_NATS_URL)"
+            ) from exc
+        self._connected = True
+        return self
+
+    async def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            await self.broker.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def nc(self) -> Client:
+        client: Client = self.broker.connection
+        return client
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    def metadata(self, interface: Interface[Any, Any], cause: Metadata | None = None) -> Metadata:
+        if cause is not None:
+            return cause.caused(interface.name, interface.version, self.source)
+        return Metadata(interface.name, interface.version, self.source)
+
+    async def request(
+        self,
+        interface: Interface[Any, ReplyT],
+        message: BusMessage,
+        *,
+        timeout: float | None = None,
+        cause: Metadata | None = None,
+    ) -> ReplyT:
+        """Send a request and return the validated reply; raise :class:`RemoteError` on errors."""
+        if interface.kind is not InterfaceKind.REQUEST or interface.reply is None:
+            raise BusError(f"{interface.key} is a {interface.kind} interface, not a request")
+        if cause is None:
+            headers = root_headers(self._source_text, f"{interface.name}@{interface.version}")
+        else:
+            headers = self.metadata(interface, cause).to_headers()
+        msg = await self.request_raw(
+            subject_for(interface),
+            to_json(message),
+            headers=headers,
+            timeout=timeout,
+            what=interface.key,
+        )
+        error = error_from(msg)
+        if error is not None:
+            raise RemoteError(error)
+        try:
+            return interface.reply.model_validate_json(msg.data, extra="ignore")
+        except ValidationError as exc:
+            raise BusError(
+                f"the reply to {interface.key} does not match {interface.reply.__name__}: "
+                f"{exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
+            ) from exc
+
+    async def request_raw(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        what: str | None = None,
+    ) -> Msg:
+        """A request with bus-level errors translated; the reply is returned as is."""
+        wait = timeout or self.settings.request_timeout
+        try:
+            return await self.nc.request(subject, data, timeout=wait, headers=headers)
+        except nats.errors.NoRespondersError:
+            raise NoRespondersError(
+                f"no service answers {what or subject} (subject {subject}): is it running? "
+                "(`agentbus status` lists services)"
+            ) from None
+        except nats.errors.TimeoutError:
+            raise RequestTimeoutError(
+                f"no reply to {what or subject} within {wait:g}s; the service may be overloaded "
+                "(try --timeout) or stuck"
+            ) from None
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnectedError("the NATS connection is closed") from exc
+
+    async def publish(
+        self,
+        interface: Interface[Any, Any],
+        message: BusMessage,
+        *,
+        cause: Metadata | None = None,
+        qualifier: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> PubAck:
+        """Publish an event durably (JetStream); de-duplicated by message id."""
+        if interface.kind is not InterfaceKind.EVENT:
+            raise BusError(f"{interface.key} is a {interface.kind} interface, not an event")
+        meta = metadata or self.metadata(interface, cause)
+        subject = event_subject(interface.name, interface.version.major, qualifier=qualifier)
+        try:
+            ack: PubAck = await self.js.publish(
+                subject, to_json(message), headers=meta.to_headers(dedupe=True)
+            )
+        except nats.js.errors.NoStreamResponseError:
+            raise NoRespondersError(
+                f"no stream stores {subject}: start a service once (it declares the streams) or "
+                "run `agentbus up`"
+            ) from None
+        return ack
+
+    def new_inbox(self) -> str:
+        return self.nc.new_inbox()
+
+
+__all__ = ["Bus", "error_from", "new_id", "resolve_nats_url", "to_json"]

@@ -1,0 +1,3 @@
+from agentbus.framework.cli.main import main
+
+main()

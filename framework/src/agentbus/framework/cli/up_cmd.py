@@ -1,0 +1,70 @@
+"""``agentbus up`` (a supervised local cluster) and ``agentbus serve`` (one service)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from agentbus.framework.bus import resolve_nats_url
+from agentbus.framework.cli.common import console, options
+from agentbus.framework.embedded import EmbeddedNats
+from agentbus.framework.runner import load_service, serve
+from agentbus.framework.supervisor import ClusterFile, Supervisor
+
+
+def up(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Option("--file", "-f", help="Cluster file listing the services to run.")
+    ] = Path("agentbus.toml"),
+    port: Annotated[
+        int | None, typer.Option(help="Embedded NATS port (overrides the file; 0: any).")
+    ] = None,
+) -> None:
+    """Start embedded NATS and the cluster file's services; restart crashes; Ctrl-C stops all."""
+    cluster = ClusterFile.load(file)
+    if port is not None:
+        cluster.nats.port = port
+    opts = options(ctx)
+    if opts.nats_url:
+        cluster.nats.url = opts.nats_url
+    settings = opts.settings()
+    supervisor = Supervisor(
+        cluster,
+        settings.data_dir,
+        log=lambda line: console.print(f"[bold blue]up[/] {line}"),
+        grace=settings.shutdown_grace,
+    )
+    supervisor.run()
+
+
+def serve_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="The service class, as module:Class.")],
+    instance: Annotated[str | None, typer.Option(help="Instance id (default: random).")] = None,
+) -> None:
+    """Run one service until SIGTERM / Ctrl-C. Without a NATS URL, starts an embedded server."""
+    opts = options(ctx)
+    settings = opts.settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, console=console)],
+    )
+    cls = load_service(target)
+    embedded: EmbeddedNats | None = None
+    url = resolve_nats_url(settings)
+    if url is None:
+        embedded = EmbeddedNats(settings.data_dir, write_url_file=True).start()
+        url = embedded.url
+        console.print(f"embedded nats-server on {url}")
+    try:
+        asyncio.run(serve(cls(settings, instance=instance, url=url)))
+    finally:
+        if embedded is not None:
+            embedded.stop()

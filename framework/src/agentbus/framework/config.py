@@ -1,0 +1,134 @@
+"""Settings from the environment (``AGENTBUS_*``) and TOML files with ``${VAR}`` substitution.
+
+Precedence: explicit arguments, then environment variables, then the TOML file,
+then defaults. Secrets are ``SecretStr``: they never show in reprs or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentbus.framework.errors import ConfigError
+
+ENV_PREFIX = "AGENTBUS_"
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Settings(BaseSettings):
+    """How a service or the CLI connects and behaves."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server URL. Unset: use the embedded server of `agentbus up`.",
+    )
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_creds_file: Path | None = None
+    data_dir: Path = Field(default=Path(".agentbus"), description="Embedded NATS data and state.")
+    instance: str | None = Field(default=None, description="Instance id; random when unset.")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Prometheus port; unset: no metrics server."
+    )
+    metrics_host: str = "127.0.0.1"
+    max_payload: int = Field(default=1024 * 1024, gt=0, description="Largest request accepted.")
+    max_concurrency: int = Field(default=256, gt=0, description="Requests handled at once.")
+    shutdown_grace: float = Field(default=10.0, ge=0, description="Seconds to finish work.")
+    request_timeout: float = Field(default=10.0, gt=0)
+    event_max_deliver: int = Field(default=5, gt=0, description="Tries before dead-lettering.")
+    jetstream_storage: Literal["file", "memory"] = "file"
+    log_level: str = "INFO"
+
+    def redacted_nats_url(self) -> str:
+        return redact_url(self.nats_url) if self.nats_url else "(embedded)"
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides: Any) -> Settings:
+        """Settings from ``overrides``, the environment, then ``[agentbus]`` of a TOML file."""
+        file_values: dict[str, Any] = {}
+        if path is not None:
+            section = load_toml(path).get("agentbus", {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{path}: [agentbus] must be a table")
+            file_values = {
+                key: value
+                for key, value in section.items()
+                if f"{ENV_PREFIX}{key.upper()}" not in os.environ
+            }
+        try:
+            return cls(**{**file_values, **overrides})
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, path)) from None
+
+
+def _explain(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (set it{where} or as "
+        f"{ENV_PREFIX}{str(e['loc'][0]).upper()})"
+        for e in exc.errors()
+    ]
+    return "invalid settings: " + "; ".join(lines)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password or token replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None and not parts.username:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = "***" if parts.password is None else f"{parts.username}:***"
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def load_toml(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse a TOML file and substitute ``${VAR}`` / ``${VAR:-default}`` in string values."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return substitute(data, os.environ if environ is None else environ, source=str(path))
+
+
+def substitute(value: Any, environ: Mapping[str, str], *, source: str, at: str = "") -> Any:
+    """Replace ``${VAR}`` in every string inside ``value``."""
+    if isinstance(value, str):
+        return _substitute_text(value, environ, source=source, at=at)
+    if isinstance(value, dict):
+        return {
+            k: substitute(v, environ, source=source, at=f"{at}.{k}" if at else k)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [substitute(v, environ, source=source, at=f"{at}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _substitute_text(text: str, environ: Mapping[str, str], *, source: str, at: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match[1], match[2]
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{source}: {at} uses ${{{name}}} but {name} is not set; export {name} or write "
+            f"${{{name}:-default}}"
+        )
+
+    return _VAR_RE.sub(replace, text)

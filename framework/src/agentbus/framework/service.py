@@ -1,0 +1,306 @@
+"""The service base: lifecycle, typed request handlers and event subscribers.
+
+::
+
+    class Greeter(Service):
+        name = "greeter"
+        version = "1.0.0"
+
+        @handles(GREET)
+        async def greet(self, request: GreetRequest, ctx: MessageContext) -> GreetReply: ...
+
+        @subscribes(GREETED)
+        async def on_greeted(self, event: Greeted, ctx: MessageContext) -> None: ...
+
+A service is an async context manager: entering starts it (connect, declare
+JetStream resources, ``initialize``, open endpoints), leaving stops it (stop
+intake, finish in-flight work within ``shutdown_grace``, ``shutdown``, drain).
+Endpoints join the queue group named after the service, so replicas split the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
+
+from nats.js.kv import KeyValue
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.config import Settings, redact_url
+from agentbus.framework.discovery import Discovery
+from agentbus.framework.endpoint import Endpoint, Slots
+from agentbus.framework.errors import ConfigError
+from agentbus.framework.events import EventSubscription
+from agentbus.framework.jetstream import CONFIG_BUCKET, declare_all, key_value
+from agentbus.framework.metrics import ServiceMetrics
+from agentbus.interfaces.message import Interface, InterfaceKind
+from agentbus.interfaces.metadata import Source, new_id
+from agentbus.interfaces.semver import Version
+from agentbus.interfaces.subjects import token
+
+log = logging.getLogger("agentbus.service")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class _Handles:
+    interface: Interface[Any, Any]
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscribes:
+    interface: Interface[Any, Any]
+    durable: str | None
+    qualifier: str | None
+    ack_wait: float
+    concurrency: int
+
+
+def handles(interface: Interface[Any, Any], *, name: str | None = None) -> Callable[[F], F]:
+    """Mark a method as the handler of a request interface."""
+    if interface.kind is not InterfaceKind.REQUEST:
+        raise ConfigError(f"@handles needs a request interface; {interface.key} is {interface.kind}")
+
+    def mark(method: F) -> F:
+        method.__agentbus_handles__ = _Handles(interface, name)  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def subscribes(
+    interface: Interface[Any, Any],
+    *,
+    durable: str | None = None,
+    qualifier: str | None = None,
+    ack_wait: float = 30.0,
+    concurrency: int = 1,
+) -> Callable[[F], F]:
+    """Mark a method as a durable subscriber of an event interface."""
+    if interface.kind is not InterfaceKind.EVENT:
+        raise ConfigError(f"@subscribes needs an event interface; {interface.key} is {interface.kind}")
+
+    def mark(method: F) -> F:
+        method.__agentbus_subscribes__ = _Subscribes(  # type: ignore[attr-defined]
+            interface, durable, qualifier, ack_wait, concurrency
+        )
+        return method
+
+    return mark
+
+
+class Service:
+    """Base of every agentbus service. Subclass, set ``name`` and ``version``, add handlers."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1.0"
+    description: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        instance: str | None = None,
+        url: str | None = None,
+        queue_group: str | None = None,
+    ) -> None:
+        if not self.name:
+            raise ConfigError(f"{type(self).__name__} must set the class attribute `name`")
+        token(self.name)
+        Version.parse(self.version)
+        self.settings = settings or Settings.load()
+        self.instance = instance or self.settings.instance or new_id()[:12]
+        self.queue_group = queue_group or self.name
+        self.source = Source(self.name, self.instance, self.version)
+        self.bus = Bus(self.settings, self.source, url=url)
+        self.metrics = ServiceMetrics(self.name)
+        self.metrics_port: int | None = None
+        self.config: dict[str, Any] = {}
+        self.endpoints: list[Endpoint] = []
+        self.subscriptions: list[EventSubscription] = []
+        self._slots = Slots(self.settings.max_concurrency, self.metrics.in_flight.set)
+        self._discovery: Discovery | None = None
+        self._config_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- lifecycle hooks -------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Called once connected, before any endpoint takes work."""
+
+    async def shutdown(self) -> None:
+        """Called after in-flight work finished (or was cancelled), before disconnecting."""
+
+    async def on_config_change(self, config: dict[str, Any]) -> None:
+        """Called with the new value of key ``<name>`` in the ``agentbus_config`` bucket."""
+
+    # -- running ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.bus.connect()
+        try:
+            await declare_all(self.bus.js, self.settings.jetstream_storage)
+            if self.settings.metrics_port is not None:
+                self.metrics_port = self.metrics.serve(
+                    self.settings.metrics_port, self.settings.metrics_host
+                )
+            kv = await key_value(self.bus.js, CONFIG_BUCKET)
+            await self._load_config(kv)
+            await self.initialize()
+            await self._open()
+            self._config_task = asyncio.get_running_loop().create_task(self._watch_config(kv))
+        except BaseException:
+            await self._close_connection()
+            raise
+        self._started = True
+        log.info(
+            "%s %s (%s) serving %d endpoint(s), %d subscription(s) on %s",
+            self.name,
+            self.version,
+            self.instance,
+            len(self.endpoints),
+            len(self.subscriptions),
+            redact_url(self.bus.url or ""),
+        )
+
+    async def _open(self) -> None:
+        for attribute in dir(type(self)):
+            method = getattr(self, attribute, None)
+            if (spec := getattr(method, "__agentbus_handles__", None)) is not None:
+                endpoint = Endpoint(
+                    spec.interface,
+                    method,  # type: ignore[arg-type]
+                    bus=self.bus,
+                    queue=self.queue_group,
+                    slots=self._slots,
+                    metrics=self.metrics.endpoint(spec.interface.name),
+                    max_payload=self.settings.max_payload,
+                    name=spec.name,
+                )
+                await endpoint.start()
+                self.endpoints.append(endpoint)
+            if (sub := getattr(method, "__agentbus_subscribes__", None)) is not None:
+                subscription = EventSubscription(
+                    sub.interface,
+                    method,  # type: ignore[arg-type]
+                    bus=self.bus,
+                    service=self.name,
+                    durable=sub.durable or f"{self.queue_group}__{attribute}",
+                    metrics=self.metrics.endpoint(sub.interface.name),
+                    max_deliver=self.settings.event_max_deliver,
+                    qualifier=sub.qualifier,
+                    ack_wait=sub.ack_wait,
+                    concurrency=sub.concurrency,
+                )
+                await subscription.start()
+                self.subscriptions.append(subscription)
+        self._discovery = Discovery(
+            self.bus.nc,
+            name=self.name,
+            instance=self.instance,
+            version=self.version,
+            description=self.description or (type(self).__doc__ or "").strip().split("\n")[0],
+            metadata=self.discovery_metadata(),
+            endpoints=self.endpoints,
+        )
+        await self._discovery.start()
+        await self.bus.nc.flush()
+
+    def discovery_metadata(self) -> dict[str, str]:
+        """Extra ``$SRV.INFO`` metadata; the metrics port is advertised when serving."""
+        metadata = {"queue_group": self.queue_group}
+        if self.metrics_port is not None:
+            metadata["metrics_port"] = str(self.metrics_port)
+        return metadata
+
+    async def stop(self) -> None:
+        """Stop intake, finish in-flight work within ``shutdown_grace``, then disconnect."""
+        if not self._started:
+            return
+        self._started = False
+        for endpoint in self.endpoints:
+            await endpoint.stop_intake()
+        for subscription in self.subscriptions:
+            await subscription.stop()
+        cancelled = await self._slots.wait(self.settings.shutdown_grace)
+        if cancelled:
+            log.warning("%s cancelled %d request(s) still running at shutdown", self.name, cancelled)
+        try:
+            await self.shutdown()
+        finally:
+            await self._close_connection()
+
+    def cancel_in_flight(self) -> int:
+        """Cancel every request still being handled (each still gets an error reply)."""
+        tasks = list(self._slots.tasks)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    async def _close_connection(self) -> None:
+        if self._config_task is not None:
+            self._config_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._config_task
+            self._config_task = None
+        if self._discovery is not None:
+            with contextlib.suppress(Exception):
+                await self._discovery.stop()
+            self._discovery = None
+        self.metrics.close()
+        await self.bus.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- configuration ---------------------------------------------------------------
+
+    async def _load_config(self, kv: KeyValue) -> None:
+        try:
+            entry = await kv.get(self.name)
+        except Exception:  # no key yet: nothing configured
+            return
+        await self._apply_config(entry.value)
+
+    async def _watch_config(self, kv: KeyValue) -> None:
+        watcher = await kv.watch(self.name, include_history=False)
+        try:
+            async for entry in watcher:
+                if entry is None or entry.value is None or entry.operation is not None:
+                    continue  # the initial marker, or a delete
+                await self._apply_config(entry.value)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    async def _apply_config(self, raw: bytes | None) -> None:
+        if not raw:
+            return
+        try:
+            config = json.loads(raw)
+            if not isinstance(config, dict):
+                raise ValueError("a JSON object is required")
+        except ValueError as exc:
+            log.error("ignored config for %s: not a JSON object (%s)", self.name, exc)
+            return
+        if config == self.config:
+            return
+        try:
+            await self.on_config_change(config)
+        except Exception:
+            log.exception("%s rejected its new config; keeping the old one", self.name)
+            return
+        self.config = config

@@ -1,0 +1,217 @@
+"""``agentbus up``: embedded NATS plus the services of a cluster file, supervised.
+
+A cluster file (``agentbus.toml``)::
+
+    [nats]
+    url = ""             # empty: start an embedded nats-server
+    port = 4222          # the embedded server's port (0: any free port)
+
+    [[service]]
+    name = "hello"
+    target = "hello_service:HelloService"   # module:Class
+    replicas = 2
+    env = { HELLO_GREETING = "Hi" }
+
+Each replica runs as ``python -m agentbus.framework.cli serve <target>`` in its
+own session (a terminal Ctrl-C reaches only the supervisor, which stops
+children in order: services first, NATS last) and, on Linux, dies with the
+supervisor. A replica that exits is restarted with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentbus.framework.config import load_toml
+from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
+from agentbus.framework.errors import ConfigError
+
+
+class NatsSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = ""
+    port: int = Field(default=4222, ge=0, le=65535)
+    monitor_port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class ServiceSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    target: str = Field(description="module:Class of the Service subclass")
+    replicas: int = Field(default=1, ge=1, le=64)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ClusterFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agentbus: dict[str, Any] = Field(default_factory=dict)
+    nats: NatsSection = Field(default_factory=NatsSection)
+    service: list[ServiceSection] = Field(default_factory=list)
+    path: Path = Path("agentbus.toml")
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterFile:
+        data = load_toml(path)
+        try:
+            cluster = cls.model_validate({**data, "path": path})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        names = [s.name for s in cluster.service]
+        if len(names) != len(set(names)):
+            raise ConfigError(f"{path}: service names must be unique, got {names}")
+        return cluster
+
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Replica:
+    service: ServiceSection
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+
+    @property
+    def instance(self) -> str:
+        return f"{self.service.name}-{self.index}"
+
+
+@dataclass
+class Supervisor:
+    """Runs a cluster until :meth:`request_stop`; restarts replicas that exit."""
+
+    cluster: ClusterFile
+    data_dir: Path
+    log: Log = print
+    grace: float = 10.0
+    replicas: list[Replica] = field(default_factory=list)
+    nats: EmbeddedNats | None = None
+    url: str = ""
+    _stopping: bool = False
+
+    def start(self) -> None:
+        if self.cluster.nats.url:
+            self.url = self.cluster.nats.url
+            self.log(f"using NATS at {self.url}")
+        else:
+            self.nats = EmbeddedNats(
+                self.data_dir,
+                port=self.cluster.nats.port,
+                monitor_port=self.cluster.nats.monitor_port,
+                write_url_file=True,
+            ).start()
+            self.url = self.nats.url
+            self.log(f"embedded nats-server with JetStream on {self.url} (data in {self.data_dir})")
+        for service in self.cluster.service:
+            for index in range(service.replicas):
+                replica = Replica(service, index)
+                self.replicas.append(replica)
+                self._spawn(replica)
+
+    def _environment(self, replica: Replica) -> dict[str, str]:
+        env = dict(os.environ)
+        base = str(self.cluster.path.resolve().parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (base, env.get("PYTHONPATH", "")) if p)
+        env["AGENTBUS_NATS_URL"] = self.url
+        env["AGENTBUS_DATA_DIR"] = str(self.data_dir.resolve())
+        env["AGENTBUS_INSTANCE"] = replica.instance
+        for key, value in self.cluster.agentbus.items():
+            env.setdefault(f"AGENTBUS_{key.upper()}", str(value))
+        env.update(replica.service.env)
+        return env
+
+    def _spawn(self, replica: Replica) -> None:
+        argv = [sys.executable, "-m", "agentbus.framework.cli", "serve", replica.service.target]
+        replica.process = subprocess.Popen(
+            argv,
+            env=self._environment(replica),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl
+        )
+        replica.started_at = time.monotonic()
+        self.log(f"started {replica.instance} (pid {replica.process.pid})")
+
+    def poll(self) -> None:
+        """Restart replicas that exited; call periodically."""
+        now = time.monotonic()
+        for replica in self.replicas:
+            process = replica.process
+            if process is not None and process.poll() is not None:
+                code = process.returncode
+                replica.process = None
+                if now - replica.started_at > 60:
+                    replica.restarts = 0  # it ran well for a while: start the backoff afresh
+                delay = min(30.0, 2.0**replica.restarts)
+                replica.restarts += 1
+                replica.next_start = now + delay
+                self.log(f"{replica.instance} exited with code {code}; restarting in {delay:.0f}s")
+            elif process is None and not self._stopping and now >= replica.next_start:
+                self._spawn(replica)
+
+    def request_stop(self) -> None:
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        """Stop services (SIGTERM, then SIGKILL after the grace), then NATS."""
+        self._stopping = True
+        running = [r for r in self.replicas if r.process is not None and r.process.poll() is None]
+        for replica in running:
+            assert replica.process is not None
+            replica.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace + 5
+        for replica in running:
+            assert replica.process is not None
+            try:
+                replica.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f"{replica.instance} did not stop in time; killing it")
+                replica.process.kill()
+                replica.process.wait()
+            self.log(f"stopped {replica.instance}")
+        if self.nats is not None:
+            self.nats.stop()
+            self.log("stopped nats-server")
+
+    def run(self, poll_interval: float = 0.2) -> None:
+        """Start, supervise until SIGINT / SIGTERM, stop."""
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if self._stopping:
+                return
+            self.log(f"{signal.Signals(signum).name}: stopping the cluster")
+            self.request_stop()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            self.log("cluster up; Ctrl-C stops it")
+            while not self._stopping:
+                self.poll()
+                time.sleep(poll_interval)
+        finally:
+            self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -1,0 +1,68 @@
+"""Pytest fixtures for agentbus: a real nats-server and services started against it.
+
+Enable with ``pytest_plugins = ["agentbus.framework.testing"]`` in a conftest.
+The server is the same :class:`EmbeddedNats` that ``agentbus up`` runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.config import Settings
+from agentbus.framework.embedded import EmbeddedNats
+from agentbus.framework.service import Service
+from agentbus.interfaces.metadata import Source
+
+S = TypeVar("S", bound=Service)
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """One real nats-server with JetStream for the whole session."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def nats_url(nats_server: EmbeddedNats) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+def settings(nats_url: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the session server, with a short shutdown grace."""
+    return Settings(nats_url=nats_url, data_dir=tmp_path / "agentbus", shutdown_grace=5.0)
+
+
+@pytest.fixture
+async def bus(settings: Settings) -> AsyncIterator[Bus]:
+    """A connected client bus, identified as component ``test``."""
+    async with Bus(settings, Source("test", "pytest")) as connected:
+        yield connected
+
+
+StartService = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_service(settings: Settings) -> AsyncIterator[StartService]:
+    """Factory: ``svc = await start_service(MyService, **settings_overrides)``; stopped at teardown."""
+    started: list[Service] = []
+
+    async def start(cls: type[S], *, instance: str | None = None, **overrides: Any) -> S:
+        service = cls(settings.model_copy(update=overrides), instance=instance)
+        await service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in reversed(started):
+        with contextlib.suppress(Exception):
+            await service.stop()

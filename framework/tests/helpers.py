@@ -1,0 +1,171 @@
+"""Shared pieces of the framework tests: per-test interfaces and services, polling, raw requests.
+
+The nats-server is session-scoped, so every test declares its own interfaces
+(unique names, hence unique subjects) and services (unique names, hence unique
+queue groups, durables and discovery names): nothing one test leaves behind can
+answer or consume another test's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.context import MessageContext
+from agentbus.framework.errors import ServiceError
+from agentbus.framework.service import Service, handles
+from agentbus.interfaces.message import (
+    BusMessage,
+    Interface,
+    event_interface,
+    request_interface,
+)
+
+
+def unique(prefix: str) -> str:
+    """``prefix-1a2b3c4d``: a service name, durable or token no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 5.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> None:
+    """Poll ``predicate`` (sync or async) until it is true; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not become true within {timeout:g}s")
+        await asyncio.sleep(interval)
+
+
+# -- a request interface and a service that serves it -----------------------------------------
+
+
+class EchoRequest(BusMessage):
+    text: str
+    delay: float = 0.0
+    fail: str | None = None
+    """``crash`` raises, ``refuse`` raises ServiceError(not_found), ``wrong`` returns a bad type."""
+
+
+class EchoReply(BusMessage):
+    text: str
+    instance: str
+    correlation_id: str
+
+
+class Other(BusMessage):
+    """Not the reply type of any interface: what a buggy handler might return."""
+
+    value: int = 0
+
+
+EchoInterface = Interface[EchoRequest, EchoReply]
+
+
+def echo_interface(version: str = "1.0.0") -> EchoInterface:
+    """A fresh request interface ``test.echo<hex>`` on a subject of its own."""
+    return request_interface(
+        f"test.echo{uuid.uuid4().hex[:10]}", version, request=EchoRequest, reply=EchoReply
+    )
+
+
+def echo_service(interface: EchoInterface, service_name: str | None = None) -> type[Service]:
+    """A service class (unique name) that echoes, sleeps or fails as the request asks."""
+    chosen = service_name or unique("echo")
+
+    class Echo(Service):
+        """Echoes text back."""
+
+        name = chosen
+        version = "1.2.3"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.handled = 0
+
+        @handles(interface)
+        async def echo(self, request: EchoRequest, ctx: MessageContext) -> BusMessage:
+            self.handled += 1
+            if request.delay:
+                await asyncio.sleep(request.delay)
+            if request.fail == "crash":
+                raise RuntimeError("boom")
+            if request.fail == "refuse":
+                raise ServiceError("not_found", f"no such thing: {request.text}", key=request.text)
+            if request.fail == "wrong":
+                return Other(value=1)
+            return EchoReply(
+                text=request.text,
+                instance=self.instance,
+                correlation_id=ctx.metadata.correlation_id,
+            )
+
+    return Echo
+
+
+# -- an event interface ------------------------------------------------------------------------
+
+
+class Note(BusMessage):
+    text: str
+    number: int = 0
+
+
+NoteInterface = Interface[Note, BusMessage]
+
+
+def note_interface() -> NoteInterface:
+    """A fresh event interface ``test.note<hex>`` (its own subject in AGENTBUS_EVENTS)."""
+    return event_interface(f"test.note{uuid.uuid4().hex[:10]}", "1.0.0", payload=Note)
+
+
+# -- raw protocol helpers ----------------------------------------------------------------------
+
+
+async def request_json(
+    bus: Bus, subject: str, data: bytes = b"", timeout: float = 2.0
+) -> dict[str, Any]:
+    """A raw request whose reply is a JSON object (``$SRV.*``)."""
+    msg = await bus.nc.request(subject, data, timeout=timeout)
+    document: dict[str, Any] = json.loads(msg.data)
+    return document
+
+
+async def gather_replies(bus: Bus, subject: str, expected: int, timeout: float = 2.0) -> list[Msg]:
+    """Send one request and collect replies until ``expected`` arrived (or ``timeout``)."""
+    inbox = bus.new_inbox()
+    replies: list[Msg] = []
+    done = asyncio.Event()
+
+    async def collect(msg: Msg) -> None:
+        replies.append(msg)
+        if len(replies) >= expected:
+            done.set()
+
+    subscription = await bus.nc.subscribe(inbox, cb=collect)
+    try:
+        await bus.nc.publish(subject, b"", reply=inbox)
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            pass
+    finally:
+        await subscription.unsubscribe()
+    return replies

@@ -1,0 +1,12 @@
+"""The interfaces agentbus itself publishes, one module per domain.
+
+:data:`REGISTRY` holds all of them; ``agentbus interfaces check`` compares it
+with the schema files under ``interfaces/schemas/``.
+"""
+
+from agentbus.interfaces.catalog import system
+from agentbus.interfaces.registry import Registry
+
+REGISTRY = Registry([*system.INTERFACES])
+
+__all__ = ["REGISTRY", "system"]

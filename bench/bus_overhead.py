@@ -119,8 +119,9 @@ def settings_for(url: str, data_dir: Path) -> Settings:
 def server_processes(url: str, data_dir: Path) -> Iterator[None]:
     """Both server sides as child processes; waits until each answers."""
     children = [
-        subprocess.Popen([sys.executable, __file__, "--serve", role, "--url", url,
-                          "--data-dir", str(data_dir)])
+        subprocess.Popen(
+            [sys.executable, __file__, "--serve", role, "--url", url, "--data-dir", str(data_dir)]
+        )
         for role in ("raw", "bus")
     ]
     try:
@@ -199,7 +200,9 @@ async def main(requests: int, in_flight: int, layout: str) -> dict[str, float]:
 def report(result: dict[str, float], requests: int, in_flight: int, layout: str) -> str:
     judged = layout == "process"
     p50_ok = ("ok" if result["p50_ratio"] <= 1.15 else "MISSED") if judged else "(not judged)"
-    rps_ok = ("ok" if result["throughput_ratio"] >= 0.85 else "MISSED") if judged else "(not judged)"
+    rps_ok = (
+        ("ok" if result["throughput_ratio"] >= 0.85 else "MISSED") if judged else "(not judged)"
+    )
     return "\n".join(
         [
             f"layout {layout}: 1 KiB payload, {requests} sequential requests per path, "

@@ -36,7 +36,9 @@ class Greeted(BusMessage):
 GREET = request_interface(
     "hello.greet", "1.0.0", request=GreetRequest, reply=GreetReply, description="Greet someone."
 )
-GREETED = event_interface("hello.greeted", "1.0.0", payload=Greeted, description="Someone was greeted.")
+GREETED = event_interface(
+    "hello.greeted", "1.0.0", payload=Greeted, description="Someone was greeted."
+)
 REGISTRY = Registry([GREET, GREETED])
 
 

@@ -8,6 +8,8 @@ nothing it does not use.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any, Self, TypeVar
 
@@ -25,8 +27,8 @@ from agentbus.framework.config import Settings, redact_url
 from agentbus.framework.embedded import discovered_url
 from agentbus.framework.errors import (
     BusError,
-    NotConnectedError,
     NoRespondersError,
+    NotConnectedError,
     RemoteError,
     RequestTimeoutError,
 )
@@ -86,7 +88,16 @@ def _security(settings: Settings) -> NatsSecurity | None:
 class Bus:
     """A connection to NATS, identified as ``source`` in every message it sends."""
 
-    def __init__(self, settings: Settings, source: Source, *, url: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        *,
+        url: str | None = None,
+        patient: bool = False,
+    ) -> None:
+        """``patient`` buses (services) wait for NATS forever, at start and after a loss;
+        impatient ones (the CLI, clients) give up after a few quick tries."""
         self.settings = settings
         self.source = source
         self._url = url or resolve_nats_url(settings)
@@ -96,7 +107,9 @@ class Bus:
             name=str(source),
             logger=logging.getLogger("agentbus.faststream"),
             log_level=logging.DEBUG,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=-1 if patient else 3,
+            reconnect_time_wait=2 if patient else 0,
+            connect_timeout=2,
         )
         self._connected = False
         self._source_text = str(source)
@@ -114,7 +127,17 @@ class Bus:
                 "AGENTBUS_NATS_URL"
             )
         try:
-            await self.broker.start()
+            # Reconnecting forever (max_reconnect_attempts=-1) also makes nats-py retry the
+            # *first* connect forever: bound it, so an unreachable server is an error.
+            await asyncio.wait_for(self.broker.start(), self.settings.connect_timeout)
+        except TimeoutError as exc:
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+            raise NotConnectedError(
+                f"cannot reach NATS at {redact_url(self._url)} within "
+                f"{self.settings.connect_timeout:g}s; is the server running? (`agentbus up`, or "
+                "check AGENTBUS_NATS_URL)"
+            ) from exc
         except (OSError, nats.errors.Error) as exc:
             raise NotConnectedError(
                 f"cannot reach NATS at {redact_url(self._url)}: {exc or type(exc).__name__}; "

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=256, gt=0, description="Requests handled at once.")
     shutdown_grace: float = Field(default=10.0, ge=0, description="Seconds to finish work.")
     request_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to reach NATS at start-up before giving up."
+    )
     event_max_deliver: int = Field(default=5, gt=0, description="Tries before dead-lettering.")
     jetstream_storage: Literal["file", "memory"] = "file"
     log_level: str = "INFO"
@@ -102,7 +105,10 @@ def load_toml(path: Path, environ: Mapping[str, str] | None = None) -> dict[str,
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return substitute(data, os.environ if environ is None else environ, source=str(path))
+    substituted: dict[str, Any] = substitute(
+        data, os.environ if environ is None else environ, source=str(path)
+    )
+    return substituted
 
 
 def substitute(value: Any, environ: Mapping[str, str], *, source: str, at: str = "") -> Any:

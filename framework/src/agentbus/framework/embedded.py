@@ -119,7 +119,7 @@ class EmbeddedNats:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=_die_with_parent,
         )
         self._wait_ready(timeout, log_path)
         if self.write_url_file:
@@ -132,9 +132,10 @@ class EmbeddedNats:
             if self._process is None or self._process.poll() is not None:
                 tail = _tail(log_path)
                 raise EmbeddedNatsError(f"nats-server exited at start-up: {tail}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.2
-            ) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.2) as sock,
+            ):
                 if sock.recv(4).startswith(b"INFO"):
                     return
             time.sleep(0.02)

@@ -110,7 +110,7 @@ class Endpoint:
         """Stop receiving; messages already delivered to this client are still handled."""
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
-            await subscription.drain()
+            await subscription.drain()  # type: ignore[no-untyped-call]
 
     def reset(self) -> None:
         self.num_requests = self.num_errors = self.processing_time_ns = 0

@@ -44,8 +44,11 @@ async def serve(service: Service, stop: asyncio.Event | None = None) -> None:
         nonlocal signals
         signals += 1
         if signals == 1:
-            log.info("%s: %s received, finishing in-flight work", service.name,
-                     signal.Signals(signum).name)
+            log.info(
+                "%s: %s received, finishing in-flight work",
+                service.name,
+                signal.Signals(signum).name,
+            )
             stop.set()
         else:
             log.warning("%s: second signal, cancelling in-flight work", service.name)

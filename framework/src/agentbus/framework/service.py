@@ -41,7 +41,7 @@ from agentbus.framework.metrics import ServiceMetrics
 from agentbus.interfaces.message import Interface, InterfaceKind
 from agentbus.interfaces.metadata import Source, new_id
 from agentbus.interfaces.semver import Version
-from agentbus.interfaces.subjects import token
+from agentbus.interfaces.subjects import event_subject, subject_for, token
 
 log = logging.getLogger("agentbus.service")
 
@@ -66,7 +66,9 @@ class _Subscribes:
 def handles(interface: Interface[Any, Any], *, name: str | None = None) -> Callable[[F], F]:
     """Mark a method as the handler of a request interface."""
     if interface.kind is not InterfaceKind.REQUEST:
-        raise ConfigError(f"@handles needs a request interface; {interface.key} is {interface.kind}")
+        raise ConfigError(
+            f"@handles needs a request interface; {interface.key} is {interface.kind}"
+        )
 
     def mark(method: F) -> F:
         method.__agentbus_handles__ = _Handles(interface, name)  # type: ignore[attr-defined]
@@ -85,7 +87,9 @@ def subscribes(
 ) -> Callable[[F], F]:
     """Mark a method as a durable subscriber of an event interface."""
     if interface.kind is not InterfaceKind.EVENT:
-        raise ConfigError(f"@subscribes needs an event interface; {interface.key} is {interface.kind}")
+        raise ConfigError(
+            f"@subscribes needs an event interface; {interface.key} is {interface.kind}"
+        )
 
     def mark(method: F) -> F:
         method.__agentbus_subscribes__ = _Subscribes(  # type: ignore[attr-defined]
@@ -119,7 +123,7 @@ class Service:
         self.instance = instance or self.settings.instance or new_id()[:12]
         self.queue_group = queue_group or self.name
         self.source = Source(self.name, self.instance, self.version)
-        self.bus = Bus(self.settings, self.source, url=url)
+        self.bus = Bus(self.settings, self.source, url=url, patient=True)
         self.metrics = ServiceMetrics(self.name)
         self.metrics_port: int | None = None
         self.config: dict[str, Any] = {}
@@ -182,7 +186,7 @@ class Service:
                     bus=self.bus,
                     queue=self.queue_group,
                     slots=self._slots,
-                    metrics=self.metrics.endpoint(spec.interface.name),
+                    metrics=self.metrics.endpoint(subject_for(spec.interface)),
                     max_payload=self.settings.max_payload,
                     name=spec.name,
                 )
@@ -195,7 +199,11 @@ class Service:
                     bus=self.bus,
                     service=self.name,
                     durable=sub.durable or f"{self.queue_group}__{attribute}",
-                    metrics=self.metrics.endpoint(sub.interface.name),
+                    metrics=self.metrics.endpoint(
+                        event_subject(
+                            sub.interface.name, sub.interface.version.major, qualifier=sub.qualifier
+                        )
+                    ),
                     max_deliver=self.settings.event_max_deliver,
                     qualifier=sub.qualifier,
                     ack_wait=sub.ack_wait,
@@ -233,7 +241,9 @@ class Service:
             await subscription.stop()
         cancelled = await self._slots.wait(self.settings.shutdown_grace)
         if cancelled:
-            log.warning("%s cancelled %d request(s) still running at shutdown", self.name, cancelled)
+            log.warning(
+                "%s cancelled %d request(s) still running at shutdown", self.name, cancelled
+            )
         try:
             await self.shutdown()
         finally:
@@ -256,7 +266,9 @@ class Service:
             with contextlib.suppress(Exception):
                 await self._discovery.stop()
             self._discovery = None
-        self.metrics.close()
+        # The HTTP server's shutdown() waits up to half a second for its serving thread:
+        # off the event loop, so other work in this process keeps running meanwhile.
+        await asyncio.to_thread(self.metrics.close)
         await self.bus.close()
 
     async def __aenter__(self) -> Self:
@@ -284,7 +296,7 @@ class Service:
                 await self._apply_config(entry.value)
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _apply_config(self, raw: bytes | None) -> None:
         if not raw:

@@ -145,7 +145,7 @@ class Supervisor:
             env=self._environment(replica),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl
+            preexec_fn=_die_with_parent,
         )
         replica.started_at = time.monotonic()
         self.log(f"started {replica.instance} (pid {replica.process.pid})")

@@ -53,7 +53,7 @@ StartService = Callable[..., Any]
 
 @pytest.fixture
 async def start_service(settings: Settings) -> AsyncIterator[StartService]:
-    """Factory: ``svc = await start_service(MyService, **settings_overrides)``; stopped at teardown."""
+    """Factory: ``svc = await start_service(MyService, **overrides)``; stopped at teardown."""
     started: list[Service] = []
 
     async def start(cls: type[S], *, instance: str | None = None, **overrides: Any) -> S:

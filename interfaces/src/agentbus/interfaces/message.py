@@ -115,7 +115,9 @@ def stream_interface(
     description: str = "",
 ) -> Interface[MessageT, ReplyT]:
     """Declare an interface whose reply is an ordered stream of ``chunk`` messages."""
-    return Interface(name, Version.parse(version), InterfaceKind.STREAM, request, chunk, description)
+    return Interface(
+        name, Version.parse(version), InterfaceKind.STREAM, request, chunk, description
+    )
 
 
 def event_interface(

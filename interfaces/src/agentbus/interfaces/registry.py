@@ -152,7 +152,9 @@ def compare_documents(old: dict[str, Any], new: dict[str, Any]) -> Compatibility
         ]
     elif old_reply != new_reply:
         findings.append(
-            Finding("/reply", "kind_changed", Compatibility.BREAKING, "the reply was added or removed")
+            Finding(
+                "/reply", "kind_changed", Compatibility.BREAKING, "the reply was added or removed"
+            )
         )
     if old.get("kind") != new.get("kind"):
         findings.append(
@@ -168,7 +170,9 @@ def compare_documents(old: dict[str, Any], new: dict[str, Any]) -> Compatibility
 
 
 def _rank(compatibility: Compatibility) -> int:
-    return [Compatibility.NONE, Compatibility.COMPATIBLE, Compatibility.BREAKING].index(compatibility)
+    return [Compatibility.NONE, Compatibility.COMPATIBLE, Compatibility.BREAKING].index(
+        compatibility
+    )
 
 
 def _prefixed(finding: Finding, prefix: str) -> Finding:
@@ -207,6 +211,8 @@ def check_registry(registry: Registry, directory: Path) -> list[Problem]:
             continue  # a brand-new interface (or line): nothing to be compatible with
         base = max(older)
         report = compare_documents(versions[base], document)
-        for problem in check_version_bump(str(base), str(interface.version), report):
-            problems.append(Problem(interface.key, problem, report))
+        problems.extend(
+            Problem(interface.key, problem, report)
+            for problem in check_version_bump(str(base), str(interface.version), report)
+        )
     return problems

@@ -92,7 +92,9 @@ def publish(
             if declared.kind is not InterfaceKind.EVENT:
                 raise ConfigError(f"{declared.key} is a {declared.kind}; use `agentbus request`")
             ack = await bus.publish(declared, _validated(declared.message, data, declared.key))
-        console.print(f"published to {ack.stream} #{ack.seq}" + (" (duplicate)" if ack.duplicate else ""))
+        console.print(
+            f"published to {ack.stream} #{ack.seq}" + (" (duplicate)" if ack.duplicate else "")
+        )
 
     run(with_bus(options(ctx), work))
 
@@ -131,7 +133,10 @@ def request(
         subject = endpoint["subject"] if endpoint else request_subject(name, served.major)
         meta = Metadata(name, served, bus.source)
         msg = await bus.request_raw(
-            subject, json.dumps(data).encode(), headers=meta.to_headers(), timeout=timeout,
+            subject,
+            json.dumps(data).encode(),
+            headers=meta.to_headers(),
+            timeout=timeout,
             what=f"{name}@{served}",
         )
         error = error_from(msg)
@@ -155,7 +160,9 @@ def _describe(msg: Msg) -> tuple[str, str]:
 def tail(
     ctx: typer.Context,
     subject: Annotated[str, typer.Argument(help="Subject filter.")] = events_wildcard(),
-    count: Annotated[int, typer.Option(help="Exit after this many events (0: run until Ctrl-C).")] = 0,
+    count: Annotated[
+        int, typer.Option(help="Exit after this many events (0: run until Ctrl-C).")
+    ] = 0,
 ) -> None:
     """Print events live as they are published (Ctrl-C stops)."""
 
@@ -225,5 +232,7 @@ def deadletters_list(
         return
     table = Table("seq", "service", "subject", "reason", "tries", "error")
     for row in rows:
-        table.add_row(*(str(row[k]) for k in ("seq", "service", "subject", "reason", "tries", "error")))
+        table.add_row(
+            *(str(row[k]) for k in ("seq", "service", "subject", "reason", "tries", "error"))
+        )
     console.print(table)

@@ -85,7 +85,9 @@ def parse_json(text: str, what: str = "payload") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"the {what} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise ConfigError(
+            f"the {what} is not valid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
 
 
 def print_json(value: Any) -> None:

@@ -21,7 +21,7 @@ async def gather(bus: Bus, subject: str, wait: float = 0.5) -> list[dict[str, An
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
             try:
                 msg = await subscription.next_msg(timeout=left)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 break
             with contextlib.suppress(ValueError):
                 replies.append(json.loads(msg.data))

@@ -76,7 +76,9 @@ def _document(reference: str, registry: Registry, schemas: Path | None) -> dict[
         file = schema_path(schemas_dir(schemas), name, Version.parse(version))
         if file.is_file():
             return load_schema(file)
-        raise ConfigError(f"{reference} is neither registered nor published in {file.parent}")
+        raise ConfigError(
+            f"{reference} is neither registered nor published in {file.parent}"
+        ) from None
 
 
 @app.command()
@@ -88,9 +90,7 @@ def diff(
 ) -> None:
     """Classify the change between two versions: none, compatible (minor) or breaking (major)."""
     registry = load_registry(interfaces)
-    report = compare_documents(
-        _document(old, registry, schemas), _document(new, registry, schemas)
-    )
+    report = compare_documents(_document(old, registry, schemas), _document(new, registry, schemas))
     style = {
         Compatibility.NONE: "green",
         Compatibility.COMPATIBLE: "yellow",
@@ -109,11 +109,9 @@ def check(schemas: SchemasOption = None, interfaces: InterfacesOption = None) ->
     directory = schemas_dir(schemas)
     registry = load_registry(interfaces)
     problems = check_registry(registry, directory)
-    unpublished = [
-        i.key for i in registry if i.version not in published(directory, i.name)
-    ]
+    unpublished = [i.key for i in registry if i.version not in published(directory, i.name)]
     for problem in problems:
-        console.print(f"[red]✗[/] {problem.message}")
+        console.print(f"[red]✗[/] {problem.interface}: {problem.message}")
         if problem.report is not None:
             for reason in problem.report.reasons:
                 console.print(f"    {reason}")

@@ -74,25 +74,13 @@ def main() -> None:
     verbose = "-v" in sys.argv or "--verbose" in sys.argv
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        app()  # standalone: Typer prints usage errors and exits 2 on its own
     except (FrameworkError, InterfaceError) as exc:
         if verbose:
             raise
         err_console.print(f"[red]error:[/] {exc}")
         sys.exit(2 if isinstance(exc, ValueError) else 1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
         if verbose:
             raise
         err_console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run with -v for details)")

@@ -1,0 +1,105 @@
+"""``agentbus interfaces check|diff|export`` on a registry that changes between runs."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from .cli_helpers import agentbus, cli_env
+
+V1 = """
+from pydantic import Field
+from agentbus.interfaces import BusMessage, Registry, request_interface
+
+class Ask(BusMessage):
+    question: str
+    temperature: float = 0.5
+
+class Answer(BusMessage):
+    text: str
+
+ASK_1 = request_interface("demo.ask", "1.0.0", request=Ask, reply=Answer)
+REGISTRY = Registry([ASK_1])
+"""
+
+# The same version number, but `temperature` removed and `seed` required: breaking.
+BREAKING_SAME_MAJOR = V1.replace(
+    "    temperature: float = 0.5", "    seed: int"
+).replace('"1.0.0"', '"1.1.0"')
+
+BREAKING_NEW_MAJOR = V1.replace("    temperature: float = 0.5", "    seed: int").replace(
+    '"1.0.0"', '"2.0.0"'
+)
+
+COMPATIBLE_MINOR = V1.replace(
+    "    temperature: float = 0.5", "    temperature: float = 0.5\n    top_p: float = 1.0"
+).replace('"1.0.0"', '"1.1.0"')
+
+
+def write_registry(folder: Path, source: str) -> dict[str, str]:
+    (folder / "demo_registry.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    return cli_env(PYTHONPATH=str(folder))
+
+
+def check(folder: Path, env: dict[str, str]) -> tuple[int, str]:
+    done = agentbus(
+        "interfaces", "check", "--schemas", str(folder / "schemas"),
+        "--interfaces", "demo_registry:REGISTRY", env=env, cwd=folder,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def publish_v1(folder: Path) -> None:
+    env = write_registry(folder, V1)
+    done = agentbus(
+        "interfaces", "export", "--schemas", str(folder / "schemas"),
+        "--interfaces", "demo_registry:REGISTRY", env=env, cwd=folder,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (folder / "schemas" / "demo.ask" / "1.0.0.json").is_file()
+
+
+def test_breaking_change_without_major_bump_fails(tmp_path: Path) -> None:
+    publish_v1(tmp_path)
+    code, output = check(tmp_path, write_registry(tmp_path, BREAKING_SAME_MAJOR))
+    assert code == 1, output
+    assert "demo.ask@1.1.0" in output
+    assert "temperature" in output and "seed" in output
+
+
+def test_breaking_change_with_major_bump_passes(tmp_path: Path) -> None:
+    publish_v1(tmp_path)
+    code, output = check(tmp_path, write_registry(tmp_path, BREAKING_NEW_MAJOR))
+    assert code == 0, output
+    assert "not yet exported: demo.ask@2.0.0" in output
+
+
+def test_compatible_change_with_minor_bump_passes(tmp_path: Path) -> None:
+    publish_v1(tmp_path)
+    code, output = check(tmp_path, write_registry(tmp_path, COMPATIBLE_MINOR))
+    assert code == 0, output
+
+
+def test_editing_a_published_version_in_place_fails(tmp_path: Path) -> None:
+    publish_v1(tmp_path)
+    edited = V1.replace("    temperature: float = 0.5", "    temperature: float = 0.7")
+    code, output = check(tmp_path, write_registry(tmp_path, edited))
+    assert code == 1, output
+    assert "changed after it was published" in output
+
+
+def test_diff_prints_the_verdict_and_reasons(tmp_path: Path) -> None:
+    publish_v1(tmp_path)
+    env = write_registry(tmp_path, BREAKING_NEW_MAJOR)
+    done = agentbus(
+        "interfaces", "diff", str(tmp_path / "schemas" / "demo.ask" / "1.0.0.json"),
+        "demo.ask@2.0.0", "--interfaces", "demo_registry:REGISTRY", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("breaking (major bump)")
+    assert "'temperature' was removed" in done.stdout
+
+
+def test_the_repository_check_passes() -> None:
+    done = agentbus("interfaces", "check")
+    assert done.returncode == 0, done.stdout + done.stderr

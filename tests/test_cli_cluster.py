@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .cli_helpers import AGENTBUS, ROOT, agentbus, cli_env
+from cli_helpers import AGENTBUS, ROOT, agentbus, cli_env
 
 CLUSTER = ROOT / "examples" / "hello" / "agentbus.toml"
 
@@ -65,14 +64,18 @@ def test_up_status_requests_and_clean_ctrl_c(
     cluster: tuple[subprocess.Popen[str], dict[str, str]],
 ) -> None:
     up, env = cluster
-    services = wait_for(lambda: len(running_services(env)) >= 2 and running_services(env), 30,
-                        "two hello replicas in `agentbus status`")
+    services = wait_for(
+        lambda: len(running_services(env)) >= 2 and running_services(env),
+        30,
+        "two hello replicas in `agentbus status`",
+    )
     assert {(s["name"], s["version"]) for s in services} == {("hello", "1.0.0")}
     assert {s["id"] for s in services} == {"hello-0", "hello-1"}
 
     table = agentbus("status", env=env)
     assert table.returncode == 0
-    assert "hello" in table.stdout and "1.0.0" in table.stdout
+    assert "hello" in table.stdout
+    assert "1.0.0" in table.stdout
 
     served_by = set()
     for name in ("Ada", "Grace", "Linus", "Barbara", "Ken", "Dennis"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from .cli_helpers import agentbus, cli_env
+from cli_helpers import agentbus, cli_env
 
 V1 = """
 from pydantic import Field
@@ -23,9 +23,9 @@ REGISTRY = Registry([ASK_1])
 """
 
 # The same version number, but `temperature` removed and `seed` required: breaking.
-BREAKING_SAME_MAJOR = V1.replace(
-    "    temperature: float = 0.5", "    seed: int"
-).replace('"1.0.0"', '"1.1.0"')
+BREAKING_SAME_MAJOR = V1.replace("    temperature: float = 0.5", "    seed: int").replace(
+    '"1.0.0"', '"1.1.0"'
+)
 
 BREAKING_NEW_MAJOR = V1.replace("    temperature: float = 0.5", "    seed: int").replace(
     '"1.0.0"', '"2.0.0"'
@@ -64,7 +64,8 @@ def test_breaking_change_without_major_bump_fails(tmp_path: Path) -> None:
     code, output = check(tmp_path, write_registry(tmp_path, BREAKING_SAME_MAJOR))
     assert code == 1, output
     assert "demo.ask@1.1.0" in output
-    assert "temperature" in output and "seed" in output
+    assert "temperature" in output
+    assert "seed" in output
 
 
 def test_breaking_change_with_major_bump_passes(tmp_path: Path) -> None:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import ROOT
 
 from agentbus.framework import Bus, RemoteError
 
-from .cli_helpers import ROOT
-
 sys.path.insert(0, str(ROOT / "examples" / "hello"))
-import hello_service as hello  # noqa: E402
+import hello_service as hello
 
 
 def test_architecture_doc_shows_the_example_verbatim() -> None:

@@ -1,4 +1,4 @@
-"""The echo service as a process, for the SIGTERM tests: ``python -m framework.tests.slow_service``.
+"""The echo service as a process, for the SIGTERM tests: ``python framework/tests/slow_service.py``.
 
 Settings come from the environment (``AGENTBUS_*``), as in production; the
 interface and service names from ``TEST_INTERFACE`` and ``TEST_SERVICE``.
@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from pathlib import Path
 
 from agentbus.framework.runner import run
 from agentbus.interfaces.message import request_interface
 
-from .helpers import EchoReply, EchoRequest, echo_service
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script, beside its helpers
+
+from framework_helpers import EchoReply, EchoRequest, echo_service
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from framework_helpers import eventually, request_json, unique
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings, load_toml, redact_url, substitute
@@ -15,8 +16,6 @@ from agentbus.framework.errors import ConfigError
 from agentbus.framework.jetstream import CONFIG_BUCKET
 from agentbus.framework.service import Service
 from agentbus.framework.testing import StartService
-
-from .helpers import eventually, request_json, unique
 
 # -- settings ----------------------------------------------------------------------------------
 
@@ -58,10 +57,10 @@ def test_toml_file_with_substitution_and_precedence(
 ) -> None:
     path = write(
         tmp_path / "agentbus.toml",
-        '[agentbus]\n'
+        "[agentbus]\n"
         'nats_url = "nats://${NATS_HOST:-localhost}:4222"\n'
-        'max_concurrency = 8\n'
-        'max_payload = 1000\n'
+        "max_concurrency = 8\n"
+        "max_payload = 1000\n"
         'log_level = "${LEVEL}"\n',
     )
     clean_env.setenv("LEVEL", "DEBUG")
@@ -89,9 +88,7 @@ def test_missing_variable_names_it_and_the_place(
     assert "agentbus.nats_token" in message
 
 
-def test_invalid_value_says_where_to_fix_it(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_invalid_value_says_where_to_fix_it(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = write(tmp_path / "a.toml", "[agentbus]\nmax_payload = 0\n")
 
     with pytest.raises(ConfigError) as caught:
@@ -131,7 +128,7 @@ def test_substitution_reaches_nested_values() -> None:
 
 
 def test_secrets_never_show(clean_env: pytest.MonkeyPatch) -> None:
-    settings = Settings(nats_password="hunter2", nats_token="tok-123", nats_user="me")  # type: ignore[arg-type]
+    settings = Settings(nats_password="hunter2", nats_token="tok-123", nats_user="me")
 
     assert "hunter2" not in repr(settings)
     assert "tok-123" not in str(settings)

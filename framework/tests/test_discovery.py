@@ -6,6 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from framework_helpers import (
+    EchoRequest,
+    echo_interface,
+    echo_service,
+    gather_replies,
+    request_json,
+)
+from nats.aio.msg import Msg
 from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 
 from agentbus.framework.bus import Bus
@@ -13,8 +21,6 @@ from agentbus.framework.errors import NoRespondersError
 from agentbus.framework.service import Service
 from agentbus.framework.testing import StartService
 from agentbus.interfaces.subjects import subject_for
-
-from .helpers import EchoRequest, echo_interface, echo_service, gather_replies, request_json
 
 PING = "io.nats.micro.v1.ping_response"
 INFO = "io.nats.micro.v1.info_response"
@@ -40,8 +46,8 @@ async def test_every_verb_answers_for_all_by_name_and_by_id(
     by_name = await gather_replies(bus, f"$SRV.{verb}.{one.name}", expected=3, timeout=0.25)
     by_id = await gather_replies(bus, f"$SRV.{verb}.{one.name}.two", expected=2, timeout=0.25)
 
-    def who(replies: list[object]) -> set[tuple[str, str]]:
-        documents = [json.loads(r.data) for r in replies]  # type: ignore[attr-defined]
+    def who(replies: list[Msg]) -> set[tuple[str, str]]:
+        documents = [json.loads(r.data) for r in replies]
         assert {d["type"] for d in documents} == {kind}
         return {(d["name"], d["id"]) for d in documents}
 

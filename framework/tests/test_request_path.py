@@ -7,6 +7,15 @@ import json
 from typing import Any
 
 import pytest
+from framework_helpers import (
+    EchoInterface,
+    EchoRequest,
+    Note,
+    echo_interface,
+    echo_service,
+    note_interface,
+    request_json,
+)
 from nats.aio.msg import Msg
 
 from agentbus.framework.bus import Bus
@@ -28,14 +37,6 @@ from agentbus.interfaces.error_reply import (
 )
 from agentbus.interfaces.metadata import AGENTBUS, Source, format_header
 from agentbus.interfaces.subjects import subject_for
-
-from .helpers import (
-    EchoInterface,
-    EchoRequest,
-    echo_interface,
-    echo_service,
-    request_json,
-)
 
 
 async def raw_request(
@@ -178,7 +179,9 @@ async def test_handler_failures_become_error_replies(
     interface = echo_interface()
     service = await start_service(echo_service(interface))
 
-    msg = await raw_request(bus, interface, EchoRequest(text="k", fail=fail).model_dump_json().encode())
+    msg = await raw_request(
+        bus, interface, EchoRequest(text="k", fail=fail).model_dump_json().encode()
+    )
 
     reply = error_of(msg, code, status)
     assert reply.details == details
@@ -240,10 +243,11 @@ async def test_errors_are_counted_in_stats_and_prometheus(
     assert endpoint["last_error"].startswith("not_found: ")
 
     def errors(code: str) -> float | None:
-        return service.metrics.registry.get_sample_value(
+        value: float | None = service.metrics.registry.get_sample_value(
             "agentbus_request_errors_total",
             {"service": service.name, "subject": subject, "code": code},
         )
+        return value
 
     assert errors("bad_json") == 1
     assert errors("schema_violation") == 2
@@ -251,9 +255,12 @@ async def test_errors_are_counted_in_stats_and_prometheus(
     assert errors("payload_too_large") == 1
     assert errors("internal") == 1
     assert errors("not_found") == 1
-    assert service.metrics.registry.get_sample_value(
-        "agentbus_requests_total", {"service": service.name, "subject": subject}
-    ) == 10
+    assert (
+        service.metrics.registry.get_sample_value(
+            "agentbus_requests_total", {"service": service.name, "subject": subject}
+        )
+        == 10
+    )
 
 
 async def test_request_without_reply_subject_is_handled_silently(
@@ -287,7 +294,7 @@ async def test_slow_reply_raises_request_timeout(start_service: StartService, bu
     await start_service(echo_service(interface))
 
     with pytest.raises(RequestTimeoutError) as caught:
-        await bus.request(interface, EchoRequest(text="slow", delay=1.0), timeout=0.2)
+        await bus.request(interface, EchoRequest(text="slow", delay=0.4), timeout=0.1)
 
     assert interface.key in str(caught.value)
     assert isinstance(caught.value, TimeoutError)
@@ -295,9 +302,7 @@ async def test_slow_reply_raises_request_timeout(start_service: StartService, bu
 
 async def test_closed_port_raises_not_connected(settings: Settings) -> None:
     port = free_port()
-    closed = settings.model_copy(
-        update={"nats_url": f"nats://127.0.0.1:{port}", "connect_timeout": 0.5}
-    )
+    closed = settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{port}"})
     bus = Bus(closed, Source("test", "pytest"))
 
     with pytest.raises(NotConnectedError) as caught:
@@ -315,3 +320,15 @@ async def test_no_url_configured_raises_not_connected(settings: Settings) -> Non
 
     with pytest.raises(NotConnectedError, match="agentbus up"):
         await bus.connect()
+
+
+async def test_closed_bus_raises_not_connected(settings: Settings) -> None:
+    interface = echo_interface()
+    bus = Bus(settings, Source("test", "pytest"))
+    await bus.connect()
+    await bus.close()
+
+    with pytest.raises(NotConnectedError):
+        await bus.request(interface, EchoRequest(text="x"))
+    with pytest.raises(NotConnectedError):
+        await bus.publish(note_interface(), Note(text="x"))

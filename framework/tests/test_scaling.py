@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from framework_helpers import EchoRequest, echo_interface, echo_service, eventually, request_json
+
 from agentbus.framework.bus import Bus
 from agentbus.framework.testing import StartService
-
-from .helpers import EchoRequest, echo_interface, echo_service, eventually, request_json
 
 
 async def test_two_replicas_split_a_thousand_requests(

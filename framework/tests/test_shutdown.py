@@ -10,13 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings
-from agentbus.framework.errors import NoRespondersError, RemoteError
-from agentbus.framework.testing import StartService
-
-from .helpers import (
+from framework_helpers import (
     EchoReply,
     EchoRequest,
     echo_interface,
@@ -25,6 +19,11 @@ from .helpers import (
     request_json,
     unique,
 )
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.config import Settings
+from agentbus.framework.errors import NoRespondersError, RemoteError
+from agentbus.framework.testing import StartService
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,10 +137,9 @@ async def test_stopping_one_replica_loses_no_request(start_service: StartService
     staying = await start_service(cls, instance="staying")
 
     async def steady_load() -> list[EchoReply]:
-        replies = []
-        for i in range(60):
-            replies.append(await bus.request(interface, EchoRequest(text=str(i), delay=0.01)))
-        return replies
+        return [
+            await bus.request(interface, EchoRequest(text=str(i), delay=0.01)) for i in range(60)
+        ]
 
     in_flight = [
         asyncio.create_task(bus.request(interface, EchoRequest(text="slow", delay=0.3)))
@@ -174,8 +172,7 @@ async def start_process(
     with log.open("wb") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "framework.tests.slow_service",
+            str(Path(__file__).with_name("slow_service.py")),
             cwd=REPO,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,

@@ -18,11 +18,13 @@ from agentbus.framework.errors import (
     ServiceError,
 )
 from agentbus.framework.runner import load_service, run, serve
-from agentbus.framework.service import Service, handles, subscribes
+from agentbus.framework.service import Service, handles, streams, subscribes
+from agentbus.framework.streaming import ChunkStream
 
 __all__ = [
     "Bus",
     "BusError",
+    "ChunkStream",
     "ConfigError",
     "EmbeddedNats",
     "FrameworkError",
@@ -39,5 +41,6 @@ __all__ = [
     "load_toml",
     "run",
     "serve",
+    "streams",
     "subscribes",
 ]

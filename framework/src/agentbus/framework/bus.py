@@ -8,13 +8,12 @@ nothing it does not use.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import nats.errors
 import nats.js.errors
+from faststream.exceptions import IncorrectState
 from faststream.nats import NatsBroker, NatsCredentials, NatsSecurity, NatsToken
 from faststream.nats.security import NatsUserPassword
 from nats.aio.client import Client
@@ -41,6 +40,9 @@ from agentbus.interfaces.error_reply import (
 from agentbus.interfaces.message import BusMessage, Interface, InterfaceKind
 from agentbus.interfaces.metadata import Metadata, Source, new_id, root_headers
 from agentbus.interfaces.subjects import event_subject, subject_for
+
+if TYPE_CHECKING:
+    from agentbus.framework.streaming import ChunkStream
 
 log = logging.getLogger("agentbus.bus")
 
@@ -127,17 +129,7 @@ class Bus:
                 "AGENTBUS_NATS_URL"
             )
         try:
-            # Reconnecting forever (max_reconnect_attempts=-1) also makes nats-py retry the
-            # *first* connect forever: bound it, so an unreachable server is an error.
-            await asyncio.wait_for(self.broker.start(), self.settings.connect_timeout)
-        except TimeoutError as exc:
-            with contextlib.suppress(Exception):
-                await self.broker.stop()
-            raise NotConnectedError(
-                f"cannot reach NATS at {redact_url(self._url)} within "
-                f"{self.settings.connect_timeout:g}s; is the server running? (`agentbus up`, or "
-                "check AGENTBUS_NATS_URL)"
-            ) from exc
+            await self.broker.start()
         except (OSError, nats.errors.Error) as exc:
             raise NotConnectedError(
                 f"cannot reach NATS at {redact_url(self._url)}: {exc or type(exc).__name__}; "
@@ -159,7 +151,12 @@ class Bus:
 
     @property
     def nc(self) -> Client:
-        client: Client = self.broker.connection
+        try:
+            client: Client = self.broker.connection
+        except IncorrectState:  # FastStream's word for "not connected (yet or any more)"
+            raise NotConnectedError(
+                "not connected to NATS: connect the bus (or start the service) first"
+            ) from None
         return client
 
     @property
@@ -203,6 +200,25 @@ class Bus:
                 f"the reply to {interface.key} does not match {interface.reply.__name__}: "
                 f"{exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
             ) from exc
+
+    def stream(
+        self,
+        interface: Interface[Any, ReplyT],
+        message: BusMessage,
+        *,
+        timeout: float | None = None,
+        cause: Metadata | None = None,
+    ) -> ChunkStream[ReplyT]:
+        """Open a stream request: ``async with bus.stream(I, m) as chunks: async for c in chunks``.
+
+        ``timeout`` bounds the wait for each chunk; leaving early cancels the stream.
+        """
+        if interface.kind is not InterfaceKind.STREAM:
+            raise BusError(f"{interface.key} is a {interface.kind} interface, not a stream")
+        # Imported here: streaming builds on this module (its endpoint replies through a Bus).
+        from agentbus.framework.streaming import ChunkStream
+
+        return ChunkStream(self, interface, message, timeout=timeout, cause=cause)
 
     async def request_raw(
         self,

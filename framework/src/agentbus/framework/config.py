@@ -46,9 +46,6 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=256, gt=0, description="Requests handled at once.")
     shutdown_grace: float = Field(default=10.0, ge=0, description="Seconds to finish work.")
     request_timeout: float = Field(default=10.0, gt=0)
-    connect_timeout: float = Field(
-        default=5.0, gt=0, description="Seconds to reach NATS at start-up before giving up."
-    )
     event_max_deliver: int = Field(default=5, gt=0, description="Tries before dead-lettering.")
     jetstream_storage: Literal["file", "memory"] = "file"
     log_level: str = "INFO"

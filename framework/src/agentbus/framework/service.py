@@ -9,6 +9,10 @@
         @handles(GREET)
         async def greet(self, request: GreetRequest, ctx: MessageContext) -> GreetReply: ...
 
+        @streams(TELL)
+        async def tell(self, request: TellRequest, ctx: MessageContext) -> AsyncIterator[Chunk]:
+            yield Chunk(...)
+
         @subscribes(GREETED)
         async def on_greeted(self, event: Greeted, ctx: MessageContext) -> None: ...
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import Callable
@@ -38,6 +43,7 @@ from agentbus.framework.errors import ConfigError
 from agentbus.framework.events import EventSubscription
 from agentbus.framework.jetstream import CONFIG_BUCKET, declare_all, key_value
 from agentbus.framework.metrics import ServiceMetrics
+from agentbus.framework.streaming import StreamEndpoint
 from agentbus.interfaces.message import Interface, InterfaceKind
 from agentbus.interfaces.metadata import Source, new_id
 from agentbus.interfaces.semver import Version
@@ -72,6 +78,23 @@ def handles(interface: Interface[Any, Any], *, name: str | None = None) -> Calla
 
     def mark(method: F) -> F:
         method.__agentbus_handles__ = _Handles(interface, name)  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def streams(interface: Interface[Any, Any], *, name: str | None = None) -> Callable[[F], F]:
+    """Mark an async generator method as the handler of a stream interface."""
+    if interface.kind is not InterfaceKind.STREAM:
+        raise ConfigError(f"@streams needs a stream interface; {interface.key} is {interface.kind}")
+
+    def mark(method: F) -> F:
+        if not inspect.isasyncgenfunction(method):
+            raise ConfigError(
+                f"@streams({interface.key}) needs an async generator method (async def with "
+                f"yield); {getattr(method, '__qualname__', method)} is not one"
+            )
+        method.__agentbus_streams__ = _Handles(interface, name)  # type: ignore[attr-defined]
         return method
 
     return mark
@@ -129,7 +152,8 @@ class Service:
         self.config: dict[str, Any] = {}
         self.endpoints: list[Endpoint] = []
         self.subscriptions: list[EventSubscription] = []
-        self._slots = Slots(self.settings.max_concurrency, self.metrics.in_flight.set)
+        self._slots = Slots(self.settings.max_concurrency)
+        self.metrics.track_in_flight(self._slots.__len__)
         self._discovery: Discovery | None = None
         self._config_task: asyncio.Task[None] | None = None
         self._started = False
@@ -161,7 +185,10 @@ class Service:
             await self._load_config(kv)
             await self.initialize()
             await self._open()
-            self._config_task = asyncio.get_running_loop().create_task(self._watch_config(kv))
+            # Watch here, not in the task: nats-py can swallow a cancellation that lands while
+            # the watch is being set up, and stop() would then wait for the task forever.
+            watcher = await kv.watch(self.name, include_history=False)
+            self._config_task = asyncio.get_running_loop().create_task(self._watch_config(watcher))
         except BaseException:
             await self._close_connection()
             raise
@@ -192,6 +219,19 @@ class Service:
                 )
                 await endpoint.start()
                 self.endpoints.append(endpoint)
+            if (spec := getattr(method, "__agentbus_streams__", None)) is not None:
+                stream = StreamEndpoint(
+                    spec.interface,
+                    method,  # type: ignore[arg-type]
+                    bus=self.bus,
+                    queue=self.queue_group,
+                    slots=self._slots,
+                    metrics=self.metrics.endpoint(subject_for(spec.interface)),
+                    max_payload=self.settings.max_payload,
+                    name=spec.name,
+                )
+                await stream.start()
+                self.endpoints.append(stream)
             if (sub := getattr(method, "__agentbus_subscribes__", None)) is not None:
                 subscription = EventSubscription(
                     sub.interface,
@@ -258,10 +298,9 @@ class Service:
 
     async def _close_connection(self) -> None:
         if self._config_task is not None:
-            self._config_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._config_task
-            self._config_task = None
+            task, self._config_task = self._config_task, None
+            task.cancel()
+            await asyncio.wait({task})  # not suppress(CancelledError): it would eat our own
         if self._discovery is not None:
             with contextlib.suppress(Exception):
                 await self._discovery.stop()
@@ -287,8 +326,7 @@ class Service:
             return
         await self._apply_config(entry.value)
 
-    async def _watch_config(self, kv: KeyValue) -> None:
-        watcher = await kv.watch(self.name, include_history=False)
+    async def _watch_config(self, watcher: KeyValue.KeyWatcher) -> None:
         try:
             async for entry in watcher:
                 if entry is None or entry.value is None or entry.operation is not None:

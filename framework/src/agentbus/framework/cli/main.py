@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from agentbus.framework.cli import bus_cmd, interfaces_cmd, status_cmd, up_cmd
 from agentbus.framework.cli.common import Options, err_console
@@ -78,10 +79,12 @@ def main() -> None:
     except (FrameworkError, InterfaceError) as exc:
         if verbose:
             raise
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")  # messages may hold [brackets]
         sys.exit(2 if isinstance(exc, ValueError) else 1)
     except Exception as exc:
         if verbose:
             raise
-        err_console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run with -v for details)")
+        err_console.print(
+            f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with -v for details)"
+        )
         sys.exit(1)

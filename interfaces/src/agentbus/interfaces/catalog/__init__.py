@@ -4,9 +4,9 @@
 with the schema files under ``interfaces/schemas/``.
 """
 
-from agentbus.interfaces.catalog import system
+from agentbus.interfaces.catalog import model, system, tools
 from agentbus.interfaces.registry import Registry
 
-REGISTRY = Registry([*system.INTERFACES])
+REGISTRY = Registry([*model.INTERFACES, *system.INTERFACES, *tools.INTERFACES])
 
-__all__ = ["REGISTRY", "system"]
+__all__ = ["REGISTRY", "model", "system", "tools"]

@@ -9,6 +9,7 @@ answer or consume another test's messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import time
@@ -162,10 +163,8 @@ async def gather_replies(bus: Bus, subject: str, expected: int, timeout: float =
     subscription = await bus.nc.subscribe(inbox, cb=collect)
     try:
         await bus.nc.publish(subject, b"", reply=inbox)
-        try:
+        with contextlib.suppress(TimeoutError):  # fewer replies than expected: return them
             await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            pass
     finally:
         await subscription.unsubscribe()
     return replies

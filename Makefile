@@ -9,7 +9,7 @@ UV := $(PYTHON) -m uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: help install demo test lint typecheck format bench schemas clean
+.PHONY: help install demo up test lint typecheck format bench schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ install: uv .venv/.synced  ## create .venv with every workspace package and the 
 
 demo: install  ## the main job: a local cluster on embedded NATS, driven through the CLI
 	$(RUN) python examples/hello/demo.py
+
+up: install  ## run the local cluster of agentbus.toml (embedded NATS + every component); Ctrl-C stops it
+	$(RUN) agentbus up -f agentbus.toml
 
 test: install  ## the whole test suite against a real nats-server
 	$(RUN) pytest

@@ -1,0 +1,1 @@
+"""The model gateway: every agent reaches a model through it."""

@@ -1,0 +1,520 @@
+"""Provider fakes: real HTTP servers on loopback speaking OpenAI's and Anthropic's wire protocols.
+
+Each fake runs its own event loop in a thread, on ``127.0.0.1`` and a free port,
+so the code under test talks to it exactly as to a provider: through the
+official SDK, over HTTP, with SSE for streams. Tests script the replies::
+
+    with FakeOpenAI() as fake:
+        fake.script(http_error(429, retry_after=0.1), openai_text("hi"))
+        ...
+        assert len(fake.requests) == 2
+
+Unscripted requests get the fake's default answer ("Hello world", streamed as
+two deltas; embeddings of dimension 4). Received requests are recorded, and so
+is a client that hung up in the middle of a stream (``disconnected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+
+@dataclass
+class Scripted:
+    """One HTTP answer: a JSON or raw body, or a stream of SSE events."""
+
+    status: int = 200
+    json: Any = None
+    body: bytes | None = None
+    events: list[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    event_delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+
+Responder = Callable[[Received], Scripted]
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
+
+
+class FakeServer:
+    """A scripted HTTP/1.1 server (keep-alive, chunked SSE) in a background thread."""
+
+    __test__ = False
+
+    def __init__(self, default: Responder) -> None:
+        self._default = default
+        self._script: deque[Scripted] = deque()
+        self._lock = threading.Lock()
+        self.requests: list[Received] = []
+        self.disconnected = threading.Event()
+        self.streams_completed = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, *replies: Scripted) -> Self:
+        with self._lock:
+            self._script.extend(replies)
+        return self
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self.requests.clear()
+        self.disconnected.clear()
+        self.streams_completed = 0
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name="fake-provider", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the fake provider did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+            server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await asyncio.sleep(0)
+
+    def _next(self, received: Received) -> Scripted:
+        with self._lock:
+            self.requests.append(received)
+            if self._script:
+                return self._script.popleft()
+        return self._default(received)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                received = await _read_request(reader)
+                if received is None:
+                    return
+                reply = self._next(received)
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+                if reply.events is not None:
+                    await self._stream(reader, writer, reply)
+                    return
+                body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
+                headers = {"Content-Type": "application/json", **reply.headers}
+                writer.write(_head(reply.status, headers, len(body)) + body)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: Scripted
+    ) -> None:
+        headers = {
+            "Content-Type": "text/event-stream",
+            "Transfer-Encoding": "chunked",
+            "Connection": "close",
+            **reply.headers,
+        }
+        writer.write(_head(reply.status, headers, None))
+        hung_up = asyncio.ensure_future(reader.read(1))  # EOF: the client closed the stream
+        try:
+            for index, event in enumerate(reply.events or []):
+                if index and reply.event_delay:
+                    await asyncio.wait({hung_up}, timeout=reply.event_delay)
+                if hung_up.done():
+                    self.disconnected.set()
+                    return
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            self.streams_completed += 1
+        except ConnectionError:
+            self.disconnected.set()
+        finally:
+            hung_up.cancel()
+            with contextlib.suppress(BaseException):
+                await hung_up
+
+
+async def _read_request(reader: asyncio.StreamReader) -> Received | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return Received(method, path, headers, json.loads(body) if body else None)
+
+
+def _head(status: int, headers: dict[str, str], length: int | None) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event; ``data`` is JSON-encoded unless it is already text."""
+    text = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
+
+
+def malformed(body: bytes = b'{"choices": [{"message": ') -> Scripted:
+    """A 200 answer whose JSON body is cut off."""
+    return Scripted(body=body)
+
+
+# -- OpenAI --------------------------------------------------------------------------------
+
+
+def openai_completion(
+    text: str = "",
+    *,
+    tool_calls: Iterable[tuple[str, str, dict[str, Any]]] = (),
+    finish: str | None = None,
+    model: str = "fake-gpt",
+    usage: tuple[int, int] = (12, 7),
+) -> dict[str, Any]:
+    """A chat.completion body; ``tool_calls`` are ``(id, name, arguments)``."""
+    calls = [
+        {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+        for i, n, a in tool_calls
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": finish or ("tool_calls" if calls else "stop"),
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage[0],
+            "completion_tokens": usage[1],
+            "total_tokens": sum(usage),
+        },
+    }
+
+
+def openai_text(text: str, **options: Any) -> Scripted:
+    return Scripted(json=openai_completion(text, **options))
+
+
+def openai_stream(
+    texts: Iterable[str] = ("Hello", " world"),
+    *,
+    tool_calls: Iterable[tuple[str, str, list[str]]] = (),
+    model: str = "fake-gpt",
+    usage: tuple[int, int] = (12, 7),
+    event_delay: float = 0.0,
+) -> Scripted:
+    """An SSE chat.completion.chunk stream; ``tool_calls`` are ``(id, name, argument pieces)``."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": text}) for text in texts]
+    calls = list(tool_calls)
+    for index, (call_id, name, pieces) in enumerate(calls):
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        events += [
+            chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            for piece in pieces
+        ]
+    events.append(chunk({}, "tool_calls" if calls else "stop"))
+    events.append(
+        sse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": usage[0],
+                    "completion_tokens": usage[1],
+                    "total_tokens": sum(usage),
+                },
+            }
+        )
+    )
+    events.append(sse("[DONE]"))
+    return Scripted(events=events, event_delay=event_delay)
+
+
+def openai_embeddings(vectors: list[list[float]], model: str = "fake-embed") -> Scripted:
+    return Scripted(
+        json={
+            "object": "list",
+            "model": model,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
+            "usage": {"prompt_tokens": 3 * len(vectors), "total_tokens": 3 * len(vectors)},
+        }
+    )
+
+
+def openai_error(
+    status: int, message: str = "scripted failure", *, retry_after: float | None = None
+) -> Scripted:
+    headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+    body = {"error": {"message": message, "type": "fake_error", "code": str(status)}}
+    return Scripted(status=status, json=body, headers=headers)
+
+
+def _openai_default(received: Received) -> Scripted:
+    body = received.json or {}
+    if received.path.endswith("/embeddings"):
+        inputs = body.get("input", [])
+        return openai_embeddings([[0.5, 0.25, 0.125, float(i)] for i in range(len(inputs))])
+    if body.get("stream"):
+        return openai_stream()
+    return openai_text("Hello world")
+
+
+class FakeOpenAI(FakeServer):
+    """OpenAI's chat completions (JSON and SSE) and embeddings; the SDK's base URL is ``/v1``."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        super().__init__(_openai_default)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+
+# -- Anthropic -----------------------------------------------------------------------------
+
+
+def anthropic_message(
+    text: str = "",
+    *,
+    tool_uses: Iterable[tuple[str, str, dict[str, Any]]] = (),
+    stop: str | None = None,
+    model: str = "fake-claude",
+    usage: tuple[int, int] = (12, 7),
+) -> Scripted:
+    """A Messages API body; ``tool_uses`` are ``(id, name, input)``."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    uses = [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in tool_uses]
+    return Scripted(
+        json={
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content + uses,
+            "stop_reason": stop or ("tool_use" if uses else "end_turn"),
+            "stop_sequence": None,
+            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        }
+    )
+
+
+def anthropic_stream(
+    texts: Iterable[str] = ("Hello", " world"),
+    *,
+    tool_uses: Iterable[tuple[str, str, list[str]]] = (),
+    model: str = "fake-claude",
+    usage: tuple[int, int] = (12, 7),
+    event_delay: float = 0.0,
+) -> Scripted:
+    """Messages API stream events; ``tool_uses`` are ``(id, name, partial JSON pieces)``."""
+    events = [
+        sse(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": usage[0], "output_tokens": 1},
+                },
+            },
+            "message_start",
+        )
+    ]
+    index = 0
+    texts = list(texts)
+    if texts:
+        events.append(
+            sse(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                "content_block_start",
+            )
+        )
+        events += [
+            sse(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": text},
+                },
+                "content_block_delta",
+            )
+            for text in texts
+        ]
+        events.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        index = 1
+    uses = list(tool_uses)
+    for offset, (use_id, name, pieces) in enumerate(uses):
+        block = index + offset
+        events.append(
+            sse(
+                {
+                    "type": "content_block_start",
+                    "index": block,
+                    "content_block": {"type": "tool_use", "id": use_id, "name": name, "input": {}},
+                },
+                "content_block_start",
+            )
+        )
+        events += [
+            sse(
+                {
+                    "type": "content_block_delta",
+                    "index": block,
+                    "delta": {"type": "input_json_delta", "partial_json": piece},
+                },
+                "content_block_delta",
+            )
+            for piece in pieces
+        ]
+        events.append(sse({"type": "content_block_stop", "index": block}, "content_block_stop"))
+    events.append(
+        sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use" if uses else "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage[1]},
+            },
+            "message_delta",
+        )
+    )
+    events.append(sse({"type": "message_stop"}, "message_stop"))
+    return Scripted(events=events, event_delay=event_delay)
+
+
+def anthropic_error(
+    status: int, message: str = "scripted failure", *, retry_after: float | None = None
+) -> Scripted:
+    headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+    body = {"type": "error", "error": {"type": "fake_error", "message": message}}
+    return Scripted(status=status, json=body, headers=headers)
+
+
+def _anthropic_default(received: Received) -> Scripted:
+    if (received.json or {}).get("stream"):
+        return anthropic_stream()
+    return anthropic_message("Hello world")
+
+
+class FakeAnthropic(FakeServer):
+    """Anthropic's Messages API (JSON and SSE events); the SDK's base URL is the root."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        super().__init__(_anthropic_default)
+
+    @property
+    def base_url(self) -> str:
+        return self.url

@@ -1,0 +1,148 @@
+"""models.toml, defaults from the environment, Retry-After and the retry policy."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agentbus.framework import ConfigError
+from agentbus.model_gateway import config
+from agentbus.model_gateway.provider import ProviderError, RetryPolicy
+from agentbus.model_gateway.translate import retry_after
+
+MODELS = """
+[providers.local]
+kind = "openai"
+base_url = "${LOCAL_URL:-http://127.0.0.1:11434/v1}"
+api_key = "${LOCAL_KEY}"
+
+[aliases.fast]
+provider = "local"
+model = "llama3.2"
+tools = true
+fallback = ["slow"]
+settings = { temperature = 0.1 }
+
+[aliases.slow]
+provider = "local"
+model = "llama3.3:70b"
+"""
+
+
+def test_file_substitutes_variables_and_hides_keys(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(MODELS, encoding="utf-8")
+
+    loaded = config.load({"AGENTBUS_MODELS_FILE": str(path), "LOCAL_KEY": "sk-local-123"})
+
+    provider = loaded.providers["local"]
+    assert provider.base_url == "http://127.0.0.1:11434/v1"
+    assert provider.api_key is not None
+    assert provider.api_key.get_secret_value() == "sk-local-123"
+    assert "sk-local-123" not in repr(loaded)
+    assert loaded.aliases["fast"].fallback == ["slow"]
+    assert loaded.aliases["fast"].settings.temperature == 0.1
+    assert loaded.source == str(path)
+
+
+def test_models_toml_in_the_working_directory_is_found(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text(MODELS, encoding="utf-8")
+
+    loaded = config.load({"LOCAL_KEY": "k"}, cwd=tmp_path)
+
+    assert sorted(loaded.aliases) == ["fast", "slow"]
+
+
+def test_a_missing_variable_names_itself(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(MODELS, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match="LOCAL_KEY"):
+        config.from_file(path, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[aliases.a]\nprovider = "nope"\nmodel = "m"', "provider 'nope', which is not defined"),
+        (
+            '[providers.p]\nkind = "openai"\n[aliases.a]\nprovider = "p"\nmodel = "m"\n'
+            'fallback = ["b"]',
+            "unknown alias 'b'",
+        ),
+        (
+            '[providers.p]\nkind = "anthropic"\n[aliases.a]\nprovider = "p"\nmodel = "m"\n'
+            'capability = "embedding"',
+            "embeddings need an openai-kind provider",
+        ),
+        ('[providers.p]\nkind = "gemini"', "providers.p.kind"),
+        ('[providers.p]\nkind = "openai"\ntimeuot = 3', "timeuot"),
+    ],
+)
+def test_bad_files_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=message):
+        config.from_file(path, {})
+
+
+def test_nothing_configured_is_an_empty_catalog() -> None:
+    loaded = config.from_environment({})
+
+    assert loaded.aliases == {}
+    assert loaded.source == "(nothing configured)"
+
+
+def test_openai_base_url_alone_configures_a_default_alias() -> None:
+    loaded = config.from_environment(
+        {"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1", "OPENAI_MODEL": "qwen"}
+    )
+
+    assert sorted(loaded.aliases) == ["default", "openai"]
+    assert loaded.aliases["default"].model == "qwen"
+    assert loaded.providers["openai"].base_url == "http://127.0.0.1:8080/v1"
+    assert "embedding" not in loaded.aliases
+
+
+def test_keys_configure_openai_anthropic_and_embeddings() -> None:
+    loaded = config.from_environment({"OPENAI_API_KEY": "sk-1", "ANTHROPIC_API_KEY": "sk-2"})
+
+    assert sorted(loaded.aliases) == ["anthropic", "default", "embedding", "openai"]
+    assert loaded.aliases["default"].provider == "openai"
+    assert loaded.aliases["embedding"].capability == "embedding"
+    assert "sk-2" not in repr(loaded)
+
+
+def _response(**headers: str) -> httpx.Response:
+    return httpx.Response(429, headers=headers)
+
+
+def test_retry_after_in_seconds_milliseconds_and_dates() -> None:
+    assert retry_after(_response(**{"Retry-After": "2"})) == 2.0
+    assert retry_after(_response(**{"retry-after-ms": "250"})) == 0.25
+    in_ten = retry_after(_response(**{"Retry-After": formatdate(time.time() + 10, usegmt=True)}))
+    assert in_ten is not None
+    assert 8 <= in_ten <= 11
+    assert retry_after(_response(**{"Retry-After": "soon"})) is None
+    assert retry_after(_response()) is None
+
+
+def test_retry_policy_backs_off_exponentially_and_honours_retry_after() -> None:
+    policy = RetryPolicy(retries=3, backoff=1.0, max_backoff=3.0)
+    server = ProviderError("server", "boom")
+
+    delays = [policy.delay(server, attempt) for attempt in range(4)]
+
+    assert delays[3] is None
+    assert [
+        d is not None and low * 0.8 <= d <= low
+        for d, low in zip(delays[:3], [1, 2, 3], strict=True)
+    ] == [True] * 3
+    assert policy.delay(ProviderError("rate_limited", "x", retry_after=2.5), 0) == 2.5
+    assert policy.delay(ProviderError("rate_limited", "x", retry_after=60), 0) is None
+    assert policy.delay(ProviderError("bad_request", "x"), 0) is None

@@ -48,6 +48,7 @@ format: install  ## apply ruff's fixes and formatting
 
 bench: install  ## the benchmarks under bench/, with their baselines
 	$(RUN) python bench/bus_overhead.py
+	$(RUN) python bench/tool_executor_overhead.py
 
 schemas: install  ## export the JSON Schemas of every interface version (then commit them)
 	$(RUN) agentbus interfaces export

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from pathlib import Path
 
 from cli_helpers import agentbus, cli_env
+
+from agentbus.framework import Bus
+from agentbus.framework.jetstream import declare_all
+from agentbus.interfaces.catalog.system import InterfaceChanged
 
 V1 = """
 from pydantic import Field
@@ -104,3 +109,38 @@ def test_diff_prints_the_verdict_and_reasons(tmp_path: Path) -> None:
 def test_the_repository_check_passes() -> None:
     done = agentbus("interfaces", "check")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+TWO_VERSIONS = (
+    V1.replace("REGISTRY = Registry([ASK_1])", "")
+    + """
+class AskV2(BusMessage):
+    question: str
+    seed: int
+
+ASK_2 = request_interface("demo.ask", "2.0.0", request=AskV2, reply=Answer)
+REGISTRY = Registry([ASK_1, ASK_2])
+"""
+)
+
+
+async def test_announce_broadcasts_the_verdict(tmp_path: Path, nats_url: str, bus: Bus) -> None:
+    publish_v1(tmp_path)
+    env = write_registry(tmp_path, TWO_VERSIONS)
+    env["AGENTBUS_NATS_URL"] = nats_url
+    await declare_all(bus.js)  # what any running service does at start
+    subscription = await bus.nc.subscribe("agentbus.events.interface.changed.v1")
+    done = await asyncio.to_thread(
+        agentbus,
+        "interfaces", "announce", "demo.ask@1.0.0", "demo.ask@2.0.0",
+        "--component", "demo", "--interfaces", "demo_registry:REGISTRY",
+        "--schemas", str(tmp_path / "schemas"), env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "breaking" in done.stdout
+    event = InterfaceChanged.model_validate_json((await subscription.next_msg(timeout=5)).data)
+    await subscription.unsubscribe()
+    assert (event.interface, event.old_version, event.new_version) == ("demo.ask", "1.0.0", "2.0.0")
+    assert event.compatibility == "breaking"
+    assert event.component == "demo"
+    assert any("temperature" in reason for reason in event.reasons)

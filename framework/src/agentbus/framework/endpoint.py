@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -34,18 +33,6 @@ RequestHandler = Callable[[Any, MessageContext], Awaitable[BusMessage]]
 """``async def handler(request, ctx) -> reply``: the request is already validated."""
 
 
-if sys.version_info >= (3, 12):
-
-    def _start(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run the handler at once up to its first real wait (saves one loop turn)."""
-        return asyncio.Task(work, loop=asyncio.get_running_loop(), eager_start=True)
-
-else:
-
-    def _start(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(work)
-
-
 class Slots:
     """Concurrency slots shared by a service's endpoints, and its in-flight tasks."""
 
@@ -55,7 +42,7 @@ class Slots:
 
     async def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         await self._semaphore.acquire()
-        task = _start(work)
+        task = asyncio.get_running_loop().create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -106,6 +93,7 @@ class Endpoint:
         self._model = interface.message
         self._major = str(interface.version.major)
         self._subscription: Subscription | None = None
+        self._direct: Subscription | None = None  # blue/green: this instance's own subject
         # $SRV.STATS numbers
         self.num_requests = 0
         self.num_errors = 0
@@ -119,6 +107,25 @@ class Endpoint:
 
     async def stop_intake(self) -> None:
         """Stop receiving; messages already delivered to this client are still handled."""
+        await self.leave()
+        if self._direct is not None:
+            direct, self._direct = self._direct, None
+            await direct.drain()  # type: ignore[no-untyped-call]
+
+    @property
+    def serving(self) -> bool:
+        """Subscribed to the production subject (in the service's queue group)."""
+        return self._subscription is not None
+
+    async def open_direct(self, subject: str) -> None:
+        """Also answer on ``subject`` (no queue group): a blue/green instance's own address."""
+        if self._direct is None:
+            self._direct = await self._bus.nc.subscribe(
+                subject, cb=self._on_message, pending_msgs_limit=65536
+            )
+
+    async def leave(self) -> None:
+        """Leave the production subject by draining: what was delivered is still handled."""
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             await subscription.drain()  # type: ignore[no-untyped-call]

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from agentbus.framework.cli.common import console, load_registry
+from agentbus.framework.bus import Bus
+from agentbus.framework.cli.common import console, load_registry, options, run, with_bus
 from agentbus.framework.errors import ConfigError
+from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.interfaces.compat import Compatibility
 from agentbus.interfaces.registry import (
     Registry,
@@ -101,6 +103,43 @@ def diff(
     )
     for finding in sorted(report.findings, key=lambda f: f.path):
         console.print(f"  {finding.compatibility.value:10} {finding.path}: {finding.message}")
+
+
+@app.command()
+def announce(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="name@version consumers use today")],
+    new: Annotated[str, typer.Argument(help="name@version being published")],
+    component: Annotated[
+        str | None, typer.Option(help="The component that provides the interface.")
+    ] = None,
+    schemas: SchemasOption = None,
+    interfaces: InterfacesOption = None,
+) -> None:
+    """Broadcast `interface.changed` with the checker's verdict, for maintainers to act on."""
+    registry = load_registry(interfaces)
+    report = compare_documents(_document(old, registry, schemas), _document(new, registry, schemas))
+    old_name, _, old_version = old.partition("@")
+    new_name, _, new_version = new.partition("@")
+    if Path(old).suffix == ".json" or Path(new).suffix == ".json" or old_name != new_name:
+        raise ConfigError("announce takes two versions of one interface: name@old name@new")
+    event = InterfaceChanged(
+        interface=new_name,
+        old_version=old_version,
+        new_version=new_version,
+        compatibility=report.compatibility.value,
+        reasons=report.reasons,
+        component=component,
+    )
+
+    async def work(bus: Bus) -> None:
+        ack = await bus.publish(INTERFACE_CHANGED, event)
+        console.print(
+            f"announced {new_name} {old_version} -> {new_version}: "
+            f"{report.compatibility.value} ({ack.stream} #{ack.seq})"
+        )
+
+    run(with_bus(options(ctx), work))
 
 
 @app.command()

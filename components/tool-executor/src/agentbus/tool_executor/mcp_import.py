@@ -1,0 +1,168 @@
+"""Tools of external MCP servers (stdio), imported into the catalog as ``mcp.<server>.<tool>``.
+
+Each configured server is started once, when the executor starts, and kept
+connected by a task of its own (the SDK's client must be entered and left in
+one task). Its tools join the catalog with the server's configured risk
+(default medium) and the input schema the server declares; arguments are
+validated against that schema before the call leaves. Policies allow them like
+any other tool (``tools = ["mcp.docs.*"]``), and approvals and audit apply.
+What the external tool then does is up to that server: the executor's path
+and host checks do not reach inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+import mcp_types
+from mcp import Client, StdioServerParameters
+from pydantic import JsonValue
+
+from agentbus.interfaces.error_reply import ErrorCode
+from agentbus.tool_executor.declaration import Tool, ToolContext, ToolResult
+from agentbus.tool_executor.errors import ToolFailed
+from agentbus.tool_executor.policy import McpServerConfig
+
+log = logging.getLogger("agentbus.tool_executor.mcp")
+
+START_TIMEOUT = 30.0
+
+
+def result_text(result: mcp_types.CallToolResult) -> str:
+    parts = []
+    for block in result.content:
+        if isinstance(block, mcp_types.TextContent):
+            parts.append(block.text)
+        else:
+            parts.append(f"[{block.type} content]")
+    return "\n".join(parts)
+
+
+class McpConnection:
+    """One external MCP server, connected for the executor's lifetime."""
+
+    def __init__(self, name: str, config: McpServerConfig) -> None:
+        self.name = name
+        self.config = config
+        self.client: Client | None = None
+        self.tools: list[mcp_types.Tool] = []
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._hold())
+        waiter = asyncio.ensure_future(self._ready.wait())
+        await asyncio.wait(
+            {waiter, self._task}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        if not self._ready.is_set():
+            await self.stop()
+            raise RuntimeError(
+                f"MCP server {self.name!r} did not start: {self._error or 'timed out'}"
+            )
+
+    async def _hold(self) -> None:
+        params = StdioServerParameters(
+            command=self.config.command,
+            args=list(self.config.args),
+            env=dict(self.config.env) or None,
+            cwd=self.config.cwd,
+        )
+        try:
+            async with Client(params, mode="legacy") as client:
+                self.tools = list((await client.list_tools()).tools)
+                self.client = client
+                self._ready.set()
+                await self._stop.wait()
+        except Exception as exc:
+            self._error = exc
+            log.warning("MCP server %s failed: %s", self.name, exc)
+        finally:
+            self.client = None
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            if not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task})
+
+    async def call(self, tool: str, arguments: Mapping[str, Any], timeout: float) -> ToolResult:
+        if self.client is None:
+            raise ToolFailed(f"MCP server {self.name} is not connected", code=ErrorCode.UNAVAILABLE)
+        try:
+            result = await asyncio.wait_for(self.client.call_tool(tool, dict(arguments)), timeout)
+        except TimeoutError:
+            raise ToolFailed(
+                f"mcp.{self.name}.{tool} did not answer within {timeout:g}s", code=ErrorCode.TIMEOUT
+            ) from None
+        except Exception as exc:
+            raise ToolFailed(
+                f"mcp.{self.name}.{tool} failed: {exc}", code=ErrorCode.UPSTREAM
+            ) from None
+        text = result_text(result)
+        if result.is_error:
+            raise ToolFailed(f"mcp.{self.name}.{tool}: {text}", code=ErrorCode.UPSTREAM)
+        data: dict[str, JsonValue] = {}
+        if isinstance(result.structured_content, dict):
+            data = result.structured_content
+        return ToolResult(text, data=data)
+
+    def declare(self) -> list[Tool]:
+        declared = []
+        for remote in self.tools:
+            schema: dict[str, JsonValue] = dict(remote.input_schema)
+            declared.append(
+                Tool(
+                    name=f"mcp.{self.name}.{remote.name}",
+                    description=remote.description or f"{remote.name} from MCP server {self.name}",
+                    risk=self.config.risk,
+                    function=self._function(remote.name, schema),
+                    schema=schema,
+                    source=f"mcp:{self.name}",
+                )
+            )
+        return declared
+
+    def _function(self, remote: str, schema: dict[str, JsonValue]) -> Any:
+        validator = jsonschema.Draft202012Validator(schema)
+
+        async def call(arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+            if error is not None:
+                where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+                raise ToolFailed(
+                    f"the arguments do not match the tool's schema: {where}: {error.message}",
+                    code=ErrorCode.SCHEMA_VIOLATION,
+                )
+            return await self.call(remote, arguments, ctx.timeout(None))
+
+        return call
+
+
+class McpImports:
+    """Every configured external MCP server."""
+
+    def __init__(self, servers: Mapping[str, McpServerConfig]) -> None:
+        self.connections = [McpConnection(name, config) for name, config in servers.items()]
+
+    async def start(self) -> list[Tool]:
+        tools: list[Tool] = []
+        for connection in self.connections:
+            await connection.start()
+            tools += connection.declare()
+        return tools
+
+    async def stop(self) -> None:
+        for connection in self.connections:
+            await connection.stop()

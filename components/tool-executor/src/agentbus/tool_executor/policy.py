@@ -1,0 +1,156 @@
+"""Policies per caller identity, loaded from a TOML file (``AGENTBUS_TOOLS_POLICY``).
+
+::
+
+    [executor]
+    relays = ["cli", "mcp"]          # sources allowed to call on behalf of another identity
+
+    [policy.coder]
+    roots = ["${WORKSPACE}"]         # every path must resolve inside one of these
+    tools = ["fs.*", "shell.exec", "git.*", "python.test"]
+    commands = ["ls", "cat", "python3", "true"]   # argv[0] allow-list for shell.exec
+    shell = false                    # shell strings (always high risk) allowed at all?
+    hosts = ["pypi.org", "127.0.0.1:8080"]        # http.fetch allow-list, checked on every hop
+    env = ["LANG"]                   # variables passed through to processes (default: none)
+    medium = "ask"                   # medium-risk calls: "run" or "ask"
+    max_output = 65536               # bytes of output kept
+    timeout = 30.0                   # seconds, the most a call may run
+    [policy.coder.risk]
+    "git.commit" = "high"            # raise (never lower) a tool's risk
+
+    [mcp_servers.docs]               # external MCP servers whose tools are imported
+    command = "python3"
+    args = ["-m", "docs_server"]
+    risk = "medium"
+
+A caller without a policy gets ``[policy.default]`` when the file has one, else
+a policy that allows nothing. A policy can only narrow: unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agentbus.framework.config import load_toml
+from agentbus.framework.errors import ConfigError
+from agentbus.interfaces.catalog.tools import Risk
+
+POLICY_ENV = "AGENTBUS_TOOLS_POLICY"
+DEFAULT_POLICY_FILE = "tools.toml"
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+_RANK = {Risk.LOW: 0, Risk.MEDIUM: 1, Risk.HIGH: 2}
+
+
+def higher(a: Risk, b: Risk) -> Risk:
+    return a if _RANK[a] >= _RANK[b] else b
+
+
+class Policy(BaseModel):
+    """What one caller identity may do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roots: tuple[Path, ...] = ()
+    tools: tuple[str, ...] = Field(default=(), description="Tool names or fnmatch patterns.")
+    commands: tuple[str, ...] = ()
+    shell: bool = False
+    hosts: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    path: str = Field(default=DEFAULT_PATH, description="PATH given to processes.")
+    medium: Literal["run", "ask"] = "ask"
+    risk: dict[str, Risk] = Field(default_factory=dict)
+    max_output: int = Field(default=64 * 1024, gt=0, le=16 * 1024 * 1024)
+    max_argument_bytes: int = Field(default=256 * 1024, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_file_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+    @field_validator("roots")
+    @classmethod
+    def _real_roots(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
+        resolved = []
+        for root in roots:
+            if not root.is_absolute():
+                raise ValueError(f"root {root} must be an absolute path")
+            resolved.append(Path(os.path.realpath(root)))
+        return tuple(resolved)
+
+    def allows_tool(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.tools)
+
+    def risk_for(self, name: str, declared: Risk) -> Risk:
+        """The tool's risk, raised (never lowered) by the policy's ``risk`` table."""
+        risk = declared
+        for pattern, raised in self.risk.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                risk = higher(risk, raised)
+        return risk
+
+    def process_env(self) -> dict[str, str]:
+        """The environment of a child process: PATH plus the pass-through list, nothing else."""
+        env = {"PATH": self.path}
+        for name in self.env:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        return env
+
+
+NOTHING = Policy()
+"""The policy of an unknown caller when no ``default`` is configured: no tools at all."""
+
+
+class McpServerConfig(BaseModel):
+    """An external MCP server (stdio) whose tools join the catalog as ``mcp.<name>.<tool>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: Path | None = None
+    risk: Risk = Risk.MEDIUM
+
+
+class ExecutorSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    relays: tuple[str, ...] = Field(
+        default=(), description="Source components allowed to name another caller identity."
+    )
+
+
+class PolicyFile(BaseModel):
+    """The whole policy file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    executor: ExecutorSection = Field(default_factory=ExecutorSection)
+    policy: dict[str, Policy] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+
+    def for_caller(self, caller: str) -> Policy:
+        return self.policy.get(caller) or self.policy.get("default") or NOTHING
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], source: str = "policy") -> PolicyFile:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> PolicyFile:
+        """From ``path``, else ``$AGENTBUS_TOOLS_POLICY``, else ``tools.toml``; missing: empty."""
+        if path is None:
+            configured = os.environ.get(POLICY_ENV)
+            path = Path(configured or DEFAULT_POLICY_FILE)
+            if not configured and not path.exists():
+                return cls()  # no file, no policies: every caller gets NOTHING
+        return cls.parse(load_toml(path), str(path))

@@ -1,0 +1,153 @@
+"""``http.fetch``: one HTTP request, redirects followed by hand with every hop checked.
+
+Allow-list entries are ``host``, ``host:port`` or ``*.domain``. For each hop
+(the first URL and every redirect target) the scheme must be http or https, the
+host must match an entry, and every address the host resolves to must be
+public, unless that address itself is listed (``127.0.0.1:8080``): a listed
+*name* that resolves to a private, loopback or link-local address is refused,
+which stops DNS names pointed at internal services. Proxies from the
+environment are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import socket
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from pydantic import Field, JsonValue
+
+from agentbus.interfaces.catalog.tools import Risk
+from agentbus.interfaces.error_reply import ErrorCode
+from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolResult, tool
+from agentbus.tool_executor.errors import Refused, ToolFailed
+
+MAX_REDIRECTS = 5
+_SHOWN_HEADERS = ("content-type", "content-length", "location", "last-modified", "etag")
+
+
+class FetchArgs(ToolArgs):
+    url: str = Field(min_length=1, max_length=8000)
+    method: str = Field(default="GET", pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$")
+    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
+    body: str | None = Field(default=None, max_length=1_000_000)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _entry_matches(entry: str, host: str, port: int) -> bool:
+    entry = entry.lower()
+    want_port: int | None = None
+    if entry.startswith("["):  # [::1]:8080
+        bracket = entry.index("]")
+        name, rest = entry[1:bracket], entry[bracket + 1 :]
+        want_port = int(rest[1:]) if rest.startswith(":") else None
+    elif entry.count(":") == 1:
+        name, _, port_text = entry.partition(":")
+        want_port = int(port_text)
+    else:
+        name = entry
+    if want_port is not None and want_port != port:
+        return False
+    return fnmatch.fnmatchcase(host, name) if name.startswith("*.") else host == name
+
+
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+async def check_url(url: str, allowed: tuple[str, ...]) -> None:
+    """Refuse ``url`` unless its scheme, host, port and resolved addresses pass the policy."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise Refused(f"only http and https URLs are fetched, not {parts.scheme or 'none'!r}")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise Refused(f"{url!r} has no host")
+    if parts.username or parts.password:
+        raise Refused("URLs with credentials are not fetched; pass an Authorization header")
+    try:
+        port = parts.port or _default_port(parts.scheme)
+    except ValueError:
+        raise Refused(f"{url!r} has an invalid port") from None
+    if not any(_entry_matches(entry, host, port) for entry in allowed):
+        raise Refused(f"host {host}:{port} is not on this caller's allow-list", host=host)
+    if _literal(host) is not None:
+        return  # an IP literal that the policy lists explicitly: nothing to resolve
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ToolFailed(f"cannot resolve {host}: {exc}", code=ErrorCode.UPSTREAM) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        listed = any(_entry_matches(entry, str(address), port) for entry in allowed)
+        if not address.is_global and not listed:
+            raise Refused(
+                f"{host} resolves to the non-public address {address}; list the address itself "
+                "in the policy's hosts to allow it",
+                host=host,
+                address=str(address),
+            )
+
+
+@tool("http.fetch", risk=Risk.MEDIUM)
+async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolResult:
+    """Fetch a URL on the caller's host allow-list (checked again after every redirect)."""
+    url, method, body = args.url, args.method, args.body
+    hops: list[str] = []
+    timeout = ctx.timeout(args.timeout)
+    async with httpx.AsyncClient(
+        follow_redirects=False, trust_env=False, timeout=timeout
+    ) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            await check_url(url, ctx.policy.hosts)
+            hops.append(url)
+            try:
+                request = client.build_request(method, url, headers=args.headers, content=body)
+                response = await client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise ToolFailed(f"{method} {url} failed: {exc}", code=ErrorCode.UPSTREAM) from None
+            try:
+                location = response.headers.get("location")
+                if response.is_redirect and location:
+                    url = urljoin(url, location)
+                    if response.status_code == 303 or (
+                        response.status_code in (301, 302) and method == "POST"
+                    ):
+                        method, body = "GET", None
+                    continue
+                kept = bytearray()
+                truncated = False
+                async for chunk in response.aiter_bytes():
+                    room = ctx.policy.max_output - len(kept)
+                    if len(chunk) > room:
+                        kept.extend(chunk[:room])
+                        truncated = True
+                        break
+                    kept.extend(chunk)
+            finally:
+                await response.aclose()
+            headers = {k: v for k, v in response.headers.items() if k.lower() in _SHOWN_HEADERS}
+            return ToolResult(
+                kept.decode(response.encoding or "utf-8", errors="replace"),
+                truncated=truncated,
+                data={
+                    "status": response.status_code,
+                    "url": url,
+                    "headers": dict[str, JsonValue](headers),
+                    "redirects": list[JsonValue](hops[:-1]),
+                },
+            )
+    raise ToolFailed(f"more than {MAX_REDIRECTS} redirects from {args.url}")
+
+
+TOOLS = (fetch,)

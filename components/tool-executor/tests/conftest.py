@@ -1,0 +1,135 @@
+"""Fixtures: a workspace with a sentinel folder outside it, loopback HTTP servers, an executor."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentbus.framework import Bus, Settings
+from agentbus.interfaces.metadata import Source
+from agentbus.tool_executor.policy import PolicyFile
+from agentbus.tool_executor.service import ToolExecutor
+
+SECRET = "TOPSECRET-d41d8cd9"
+
+
+class Workspace:
+    """``root/ws`` is the workspace; ``root/outside`` holds a secret nothing may touch."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.ws = base / "ws"
+        self.outside = base / "outside"
+        self.ws.mkdir()
+        (self.ws / "sub").mkdir()
+        (self.ws / "file.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")
+        self.outside.mkdir()
+        (self.outside / "secret.txt").write_text(SECRET + "\n", encoding="utf-8")
+
+    def snapshot(self) -> dict[str, tuple[int, int, bytes]]:
+        """Everything under the base except the workspace: path → (mode, size, content)."""
+        state: dict[str, tuple[int, int, bytes]] = {}
+        for path in sorted(self.base.rglob("*")):
+            if path == self.ws or self.ws in path.parents:
+                continue
+            info = path.lstat()
+            content = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+            state[str(path)] = (info.st_mode, info.st_size, content)
+        return state
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+class FakeWeb:
+    """A loopback HTTP server; counts every request it gets, by path."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        web = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                web.hits.append(self.path)
+                status, headers, body = web.routes.get(self.path, (200, {}, b"hello from fake"))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def web() -> Iterator[FakeWeb]:
+    server = FakeWeb()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def internal() -> Iterator[FakeWeb]:
+    """A server that no policy allows: an 'internal service' SSRF would reach."""
+    server = FakeWeb()
+    yield server
+    server.close()
+
+
+StartExecutor = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_executor(start_service: Any) -> StartExecutor:
+    """``await start_executor({"policy": {...}, "executor": {...}})`` → a running executor."""
+
+    async def start(config: dict[str, Any], **overrides: Any) -> ToolExecutor:
+        policies = PolicyFile.parse(config)
+        executor_cls = type("ConfiguredToolExecutor", (ToolExecutor,), {"policy_file": policies})
+        service: ToolExecutor = await start_service(executor_cls, **overrides)
+        return service
+
+    return start
+
+
+@pytest.fixture
+async def bus_as(settings: Settings) -> AsyncIterator[Callable[[str], Any]]:
+    """Factory of connected buses identified as a given component."""
+    opened: list[Bus] = []
+
+    async def connect(component: str) -> Bus:
+        bus = Bus(settings, Source(component, "pytest"))
+        await bus.connect()
+        opened.append(bus)
+        return bus
+
+    yield connect
+    for bus in opened:
+        await bus.close()

@@ -1,0 +1,104 @@
+"""``agentbus tools`` and ``agentbus approvals`` against ``agentbus up``, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Workspace
+
+AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AGENTBUS, *args], env=env, text=True, capture_output=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def cluster(workspace: Workspace, tmp_path: Path) -> Iterator[dict[str, str]]:
+    policy = tmp_path / "tools.toml"
+    policy.write_text(
+        f"""
+[executor]
+relays = ["cli"]
+
+[policy.agent]
+roots = ["{workspace.ws}"]
+tools = ["fs.*", "shell.exec"]
+commands = ["echo"]
+medium = "ask"
+""",
+        encoding="utf-8",
+    )
+    cluster_file = tmp_path / "agentbus.toml"
+    cluster_file.write_text(
+        f"""
+[nats]
+port = 0
+
+[[service]]
+name = "tool-executor"
+target = "agentbus.tool_executor.service:ToolExecutor"
+env = {{ AGENTBUS_TOOLS_POLICY = "{policy}" }}
+""",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env["AGENTBUS_DATA_DIR"] = str(tmp_path / "state")
+    with (tmp_path / "up.log").open("w") as log:
+        up = subprocess.Popen([*AGENTBUS, "up", "-f", str(cluster_file)], env=env, stdout=log,
+                              stderr=log)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while cli("tools", "list", "--caller", "agent", env=env).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise AssertionError((tmp_path / "up.log").read_text())
+                time.sleep(0.3)
+            yield env
+        finally:
+            up.terminate()
+            up.wait(20)
+
+
+@pytest.mark.slow
+def test_tools_and_approvals_from_the_command_line(
+    cluster: dict[str, str], workspace: Workspace
+) -> None:
+    env = cluster
+    listed = cli("tools", "list", "--caller", "agent", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert {t["name"] for t in json.loads(listed.stdout)} >= {"fs.read", "shell.exec"}
+
+    read = cli("tools", "run", "fs.read", "--args", '{"path": "file.txt"}', "--caller", "agent",
+               env=env)  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert json.loads(read.stdout)["content"] == "one\ntwo\nthree\n"
+
+    write = ["tools", "run", "fs.write", "--args", '{"path": "cli.txt", "content": "from cli"}',
+             "--caller", "agent", "--idempotency-key", "cli-1"]  # fmt: skip
+    asked = cli(*write, env=env)
+    assert asked.returncode == 3, asked.stderr
+    approval = json.loads(asked.stdout)["approval_id"]
+    pending = cli("approvals", "list", "--status", "pending", "--json", env=env)
+    assert [a["approval_id"] for a in json.loads(pending.stdout)] == [approval]
+    approved = cli("approvals", "approve", approval, "--by", "ada", env=env)
+    assert approved.returncode == 0
+    assert "approved" in approved.stdout
+    done = cli(*write, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "completed"
+    assert (workspace.ws / "cli.txt").read_text() == "from cli"
+
+    refused = cli("tools", "run", "fs.read", "--args", '{"path": "/etc/passwd"}', "--caller",
+                  "agent", env=env)  # fmt: skip
+    assert refused.returncode == 1
+    assert "forbidden" in refused.stderr

@@ -1,0 +1,151 @@
+"""MCP both ways, with the official SDK's own client: our server over stdio and streamable
+HTTP, and an external server's tools imported behind the same policy."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import mcp_types
+import pytest
+import uvicorn
+from mcp import Client, StdioServerParameters
+
+from agentbus.framework import Bus, RemoteError, Settings
+from agentbus.interfaces.catalog.tools import (
+    TOOLS_EXECUTE,
+    TOOLS_LIST,
+    Completed,
+    ExecuteRequest,
+    ListToolsRequest,
+)
+from agentbus.interfaces.metadata import Source
+from agentbus.tool_executor.mcp_server import build_server
+
+from .conftest import Workspace
+
+FAKE_SERVER = Path(__file__).parent / "fixtures" / "fake_mcp_server.py"
+
+
+def policies(workspace: Workspace) -> dict[str, Any]:
+    return {
+        "executor": {"relays": ["mcp"]},
+        "policy": {
+            "agent": {
+                "roots": [str(workspace.ws)],
+                "tools": ["fs.read", "fs.write", "shell.exec"],
+                "commands": ["echo"],
+                "medium": "ask",
+            }
+        },
+    }
+
+
+def text_of(result: mcp_types.CallToolResult) -> str:
+    return "".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
+
+
+async def exercise(client: Client, workspace: Workspace) -> None:
+    listed = await client.list_tools()
+    names = {tool.name for tool in listed.tools}
+    assert names == {"fs.read", "fs.write", "shell.exec"}
+    read = await client.call_tool("fs.read", {"path": "file.txt"})
+    assert not read.is_error
+    assert text_of(read) == "one\ntwo\nthree\n"
+    outside = await client.call_tool("fs.read", {"path": "../outside/secret.txt"})
+    assert outside.is_error
+    assert text_of(outside).startswith("forbidden:")
+    ask = await client.call_tool("fs.write", {"path": "x.txt", "content": "x"})
+    assert ask.is_error
+    assert "approval required" in text_of(ask)
+    assert ask.structured_content["status"] == "approval_required"
+    denied_tool = await client.call_tool("git.status", {})
+    assert denied_tool.is_error
+    assert "forbidden" in text_of(denied_tool)
+    assert not (workspace.ws / "x.txt").exists()
+
+
+async def test_stdio_server_under_the_callers_policy(
+    workspace: Workspace, start_executor: Any, nats_url: str, tmp_path: Path
+) -> None:
+    await start_executor(policies(workspace))
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "agentbus.framework.cli", "tools", "mcp", "--caller", "agent"],
+        env={"AGENTBUS_NATS_URL": nats_url, "AGENTBUS_DATA_DIR": str(tmp_path / "state")},
+    )
+    async with Client(params, mode="legacy") as client:
+        await exercise(client, workspace)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_streamable_http_server_under_the_callers_policy(
+    workspace: Workspace, start_executor: Any, settings: Settings
+) -> None:
+    await start_executor(policies(workspace))
+    port = free_port()
+    async with Bus(settings, Source("mcp", "pytest")) as bus:
+        app = build_server(bus, "agent").streamable_http_app(host="127.0.0.1")
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        serving = asyncio.ensure_future(server.serve())
+        try:
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+                await asyncio.sleep(0.02)
+            async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+                await exercise(client, workspace)
+        finally:
+            server.should_exit = True
+            await serving
+
+
+async def test_external_mcp_tools_are_imported_behind_the_policy(
+    workspace: Workspace, start_executor: Any, bus_as: Any
+) -> None:
+    config = {
+        "mcp_servers": {
+            "fake": {"command": sys.executable, "args": [str(FAKE_SERVER), str(workspace.outside)]}
+        },
+        "policy": {
+            "agent": {
+                "roots": [str(workspace.ws)],
+                "tools": ["mcp.fake.echo", "mcp.fake.scribble"],
+                "medium": "run",
+                "risk": {"mcp.fake.scribble": "high"},
+            }
+        },
+    }
+    await start_executor(config)
+    bus: Bus = await bus_as("agent")
+    listed = await bus.request(TOOLS_LIST, ListToolsRequest(caller="agent"))
+    specs = {t.name: t for t in listed.tools}
+    assert set(specs) == {"mcp.fake.echo", "mcp.fake.scribble"}
+    assert specs["mcp.fake.echo"].source == "mcp:fake"
+    assert specs["mcp.fake.echo"].input_schema["required"] == ["text"]
+
+    async def call(tool: str, **arguments: Any) -> Any:
+        request = ExecuteRequest(tool=tool, arguments=arguments, caller="agent")
+        return (await bus.request(TOOLS_EXECUTE, request, timeout=20)).result
+
+    echoed = await call("mcp.fake.echo", text="hi there")
+    assert isinstance(echoed, Completed)
+    assert echoed.content == "hi there"
+    with pytest.raises(RemoteError) as off_schema:
+        await call("mcp.fake.echo", text=5)
+    assert off_schema.value.code == "schema_violation"
+    with pytest.raises(RemoteError) as not_allowed:
+        await call("mcp.fake.add", a=1, b=2)
+    assert not_allowed.value.code == "forbidden"
+    gated = await call("mcp.fake.scribble", name="written.txt")
+    assert gated.status == "approval_required"
+    assert not (workspace.outside / "written.txt").exists()

@@ -1,0 +1,716 @@
+"""The security corpus: one table of attacks, each refused or contained, nothing outside changed.
+
+Every case runs against a real executor on a real nats-server, in a fresh
+workspace ``ws/`` next to a sentinel folder ``outside/`` holding a secret. A
+case expects either a refusal (the error code) or a completed call whose result
+shows containment (``check``). Either way the test then asserts that nothing
+outside the workspace changed, the secret never appears in the reply, and no
+request reached the "internal" HTTP server.
+
+Placeholders in arguments: ``{ws}``, ``{outside}``, ``{web}`` (an allowed
+loopback server), ``{internal}`` (a loopback server no policy allows) and
+``{internal_port}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agentbus.framework import RemoteError
+from agentbus.interfaces.catalog.tools import TOOLS_EXECUTE, Completed, ExecuteRequest
+
+from .conftest import SECRET, FakeWeb, Workspace
+
+Check = Callable[[Completed, Workspace], None]
+Setup = Callable[[Workspace, FakeWeb, FakeWeb], None]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    category: str
+    tool: str
+    arguments: dict[str, Any]
+    expect: str
+    """An error code (``forbidden``, ``schema_violation``, ...) or ``contained``."""
+    check: Check | None = None
+    setup: Setup | None = None
+    policy: dict[str, Any] = field(default_factory=dict)
+    caller: str = "agent"
+
+
+# -- setups --------------------------------------------------------------------------
+
+
+def link_file(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    (ws.ws / "link_out").symlink_to(ws.outside / "secret.txt")
+
+
+def link_dir(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    (ws.ws / "linkdir").symlink_to(ws.outside, target_is_directory=True)
+
+
+def dangling(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    (ws.ws / "dangling").symlink_to(ws.outside / "created-through-link.txt")
+
+
+def hard_link(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    os.link(ws.outside / "secret.txt", ws.ws / "hard.txt")
+
+
+def evil_script(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    script = ws.ws / "evil.sh"
+    script.write_text(f"#!/bin/sh\ntouch {ws.outside}/pwned\n", encoding="utf-8")
+    script.chmod(0o755)
+
+
+def redirects(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    web.routes["/to-internal"] = (302, {"Location": f"{internal.base}/admin"}, b"")
+    web.routes["/to-metadata"] = (302, {"Location": "http://169.254.169.254/latest/"}, b"")
+    web.routes["/to-file"] = (302, {"Location": "file:///etc/passwd"}, b"")
+    web.routes["/to-localhost"] = (302, {"Location": f"http://localhost:{web.port}/x"}, b"")
+    web.routes["/loop"] = (302, {"Location": "/loop"}, b"")
+    web.routes["/big"] = (200, {}, b"x" * 1_000_000)
+
+
+def fsmonitor_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    repo = ws.ws / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    hook = f"touch {ws.outside}/fsmonitor-ran; false"
+    subprocess.run([*git, "config", "core.fsmonitor", hook], check=True)
+    (repo / "a.txt").write_text("a\n", encoding="utf-8")
+
+
+def big_file(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    (ws.ws / "big.txt").write_text("line of text\n" * 50_000, encoding="utf-8")
+
+
+# -- checks --------------------------------------------------------------------------
+
+
+def literal_output(expected: str) -> Check:
+    def check(result: Completed, ws: Workspace) -> None:
+        assert result.exit_code == 0
+        assert result.content.strip() == expected.format(outside=ws.outside)
+
+    return check
+
+
+def no_secret_files(result: Completed, ws: Workspace) -> None:
+    assert "secret" not in result.content
+
+
+def env_clean(result: Completed, ws: Workspace) -> None:
+    assert "AGENTBUS_TEST_SECRET" not in result.content
+    assert "AGENTBUS_TEST_PASSED=visible" in result.content
+    assert {line.split("=", 1)[0] for line in result.content.splitlines()} <= {
+        "PATH",
+        "AGENTBUS_TEST_PASSED",
+        "PWD",  # some env(1) implementations add nothing, sh adds PWD
+    }
+
+
+def printenv_empty(result: Completed, ws: Workspace) -> None:
+    assert result.exit_code == 1
+    assert result.content == ""
+
+
+def flooded(result: Completed, ws: Workspace) -> None:
+    assert result.truncated
+    assert len(result.content.encode()) <= 4096
+
+
+def killed_quickly(result: Completed, ws: Workspace) -> None:
+    assert result.timed_out
+    assert result.duration_ms < 5000
+
+
+def children_dead(result: Completed, ws: Workspace) -> None:
+    pids = [int(p) for p in result.content.split()]
+    assert pids, result.content
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes {alive} outlived the call")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def hook_not_run(result: Completed, ws: Workspace) -> None:
+    assert not (ws.outside / "fsmonitor-ran").exists()
+    assert "a.txt" in result.content
+
+
+SH = {"commands": ["sh", "echo", "sleep"]}
+
+CASES: list[Case] = [
+    # path traversal
+    Case("dotdot-read", "traversal", "fs.read", {"path": "../outside/secret.txt"}, "forbidden"),
+    Case(
+        "dotdot-nested",
+        "traversal",
+        "fs.read",
+        {"path": "sub/../../outside/secret.txt"},
+        "forbidden",
+    ),
+    Case(
+        "dotdot-write",
+        "traversal",
+        "fs.write",
+        {"path": "../outside/new.txt", "content": "x"},
+        "forbidden",
+    ),
+    Case(
+        "dotdot-edit",
+        "traversal",
+        "fs.edit",
+        {"path": "../outside/secret.txt", "search": "TOP", "replace": "x"},
+        "forbidden",
+    ),
+    Case("dotdot-list", "traversal", "fs.list", {"path": ".."}, "forbidden"),
+    Case("dotdot-grep", "traversal", "fs.grep", {"pattern": "TOP", "path": ".."}, "forbidden"),
+    Case("dotdot-glob-pattern", "traversal", "fs.glob", {"pattern": "../outside/*"}, "forbidden"),
+    # absolute paths
+    Case("abs-read-outside", "absolute", "fs.read", {"path": "{outside}/secret.txt"}, "forbidden"),
+    Case("abs-read-etc", "absolute", "fs.read", {"path": "/etc/passwd"}, "forbidden"),
+    Case(
+        "abs-write",
+        "absolute",
+        "fs.write",
+        {"path": "{outside}/new.txt", "content": "x"},
+        "forbidden",
+    ),
+    Case("abs-glob-pattern", "absolute", "fs.glob", {"pattern": "/etc/*"}, "forbidden"),
+    Case(
+        "abs-cwd",
+        "absolute",
+        "shell.exec",
+        {"argv": ["echo", "hi"], "cwd": "{outside}"},
+        "forbidden",
+    ),
+    # symlinks
+    Case("symlink-read", "symlink", "fs.read", {"path": "link_out"}, "forbidden", setup=link_file),
+    Case(
+        "symlink-write",
+        "symlink",
+        "fs.write",
+        {"path": "link_out", "content": "x"},
+        "forbidden",
+        setup=link_file,
+    ),
+    Case(
+        "symlink-edit",
+        "symlink",
+        "fs.edit",
+        {"path": "link_out", "search": "TOP", "replace": "x"},
+        "forbidden",
+        setup=link_file,
+    ),
+    Case(
+        "symlink-dir-write",
+        "symlink",
+        "fs.write",
+        {"path": "linkdir/new.txt", "content": "x"},
+        "forbidden",
+        setup=link_dir,
+    ),
+    Case(
+        "symlink-dir-list", "symlink", "fs.list", {"path": "linkdir"}, "forbidden", setup=link_dir
+    ),
+    Case(
+        "symlink-dangling-create",
+        "symlink",
+        "fs.write",
+        {"path": "dangling", "content": "x"},
+        "forbidden",
+        setup=dangling,
+    ),
+    Case(
+        "symlink-glob-skips",
+        "symlink",
+        "fs.glob",
+        {"pattern": "**/*"},
+        "contained",
+        check=no_secret_files,
+        setup=link_dir,
+    ),
+    Case(
+        "symlink-grep-skips",
+        "symlink",
+        "fs.grep",
+        {"pattern": "TOPSECRET"},
+        "contained",
+        check=lambda r, ws: None,
+        setup=link_dir,
+    ),
+    Case(
+        "symlink-cwd",
+        "symlink",
+        "shell.exec",
+        {"argv": ["echo"], "cwd": "linkdir"},
+        "forbidden",
+        setup=link_dir,
+    ),
+    # hard links
+    Case(
+        "hardlink-read", "hard link", "fs.read", {"path": "hard.txt"}, "forbidden", setup=hard_link
+    ),
+    Case(
+        "hardlink-write",
+        "hard link",
+        "fs.write",
+        {"path": "hard.txt", "content": "x"},
+        "forbidden",
+        setup=hard_link,
+    ),
+    Case(
+        "hardlink-edit",
+        "hard link",
+        "fs.edit",
+        {"path": "hard.txt", "search": "TOP", "replace": "x"},
+        "forbidden",
+        setup=hard_link,
+    ),
+    Case(
+        "hardlink-grep-skips",
+        "hard link",
+        "fs.grep",
+        {"pattern": "TOPSECRET"},
+        "contained",
+        check=lambda r, ws: None,
+        setup=hard_link,
+    ),
+    # NUL and odd unicode
+    Case(
+        "nul-read",
+        "odd names",
+        "fs.read",
+        {"path": "file.txt\x00../../outside/secret.txt"},
+        "forbidden",
+    ),
+    Case("nul-write", "odd names", "fs.write", {"path": "a\x00b", "content": "x"}, "forbidden"),
+    Case("nul-argv", "odd names", "shell.exec", {"argv": ["echo", "a\x00b"]}, "forbidden"),
+    Case(
+        "fullwidth-dots",
+        "odd names",
+        "fs.read",
+        {"path": "\uff0e\uff0e/outside/secret.txt"},
+        "not_found",
+    ),
+    Case(
+        "division-slash",
+        "odd names",
+        "fs.read",
+        {"path": "..\u2215outside\u2215secret.txt"},
+        "not_found",
+    ),
+    Case("overlong-path", "odd names", "fs.read", {"path": "a/" * 3000}, "forbidden"),
+    # shell metacharacters in argv: plain text, no shell
+    Case(
+        "argv-semicolon",
+        "metacharacters",
+        "shell.exec",
+        {"argv": ["echo", "; touch {outside}/pwned"]},
+        "contained",
+        check=literal_output("; touch {outside}/pwned"),
+    ),
+    Case(
+        "argv-subshell",
+        "metacharacters",
+        "shell.exec",
+        {"argv": ["echo", "$(touch {outside}/pwned)"]},
+        "contained",
+        check=literal_output("$(touch {outside}/pwned)"),
+    ),
+    Case(
+        "argv-backticks-and",
+        "metacharacters",
+        "shell.exec",
+        {"argv": ["echo", "`id`", "&&", "rm", "-rf", "x"]},
+        "contained",
+        check=literal_output("`id` && rm -rf x"),
+    ),
+    Case(
+        "argv-pipe-redirect",
+        "metacharacters",
+        "shell.exec",
+        {"argv": ["echo", "x|tee a > {outside}/pwned"]},
+        "contained",
+        check=literal_output("x|tee a > {outside}/pwned"),
+    ),
+    # commands not on the allow-list
+    Case("cmd-rm", "allow-list", "shell.exec", {"argv": ["rm", "-rf", "{outside}"]}, "forbidden"),
+    Case(
+        "cmd-sh",
+        "allow-list",
+        "shell.exec",
+        {"argv": ["sh", "-c", "touch {outside}/pwned"]},
+        "forbidden",
+    ),
+    Case(
+        "cmd-abs-sh",
+        "allow-list",
+        "shell.exec",
+        {"argv": ["/bin/sh", "-c", "touch {outside}/pwned"]},
+        "forbidden",
+    ),
+    Case(
+        "cmd-python",
+        "allow-list",
+        "shell.exec",
+        {"argv": ["python3", "-c", "open('{outside}/pwned','w')"]},
+        "forbidden",
+    ),
+    Case(
+        "cmd-workspace-script",
+        "allow-list",
+        "shell.exec",
+        {"argv": ["./evil.sh"]},
+        "forbidden",
+        setup=evil_script,
+    ),
+    Case(
+        "cmd-shell-string",
+        "allow-list",
+        "shell.exec",
+        {"command": "touch {outside}/pwned"},
+        "forbidden",
+    ),
+    Case(
+        "cmd-path-arg-abs",
+        "allow-list",
+        "shell.exec",
+        {"argv": ["cat", "{outside}/secret.txt"]},
+        "forbidden",
+    ),
+    Case(
+        "cmd-path-arg-dotdot",
+        "allow-list",
+        "shell.exec",
+        {"argv": ["cat", "../outside/secret.txt"]},
+        "forbidden",
+    ),
+    Case(
+        "cmd-path-arg-option",
+        "allow-list",
+        "shell.exec",
+        {"argv": ["ls", "--hide={outside}/x"]},
+        "forbidden",
+    ),
+    Case(
+        "tool-not-allowed",
+        "allow-list",
+        "fs.write",
+        {"path": "x.txt", "content": "x"},
+        "forbidden",
+        policy={"tools": ["fs.read"]},
+    ),
+    # environment exfiltration
+    Case("env-dump", "environment", "shell.exec", {"argv": ["env"]}, "contained", check=env_clean),
+    Case(
+        "env-printenv",
+        "environment",
+        "shell.exec",
+        {"argv": ["printenv", "AGENTBUS_TEST_SECRET"]},
+        "contained",
+        check=printenv_empty,
+    ),
+    # SSRF
+    Case("ssrf-direct", "ssrf", "http.fetch", {"url": "{internal}/admin"}, "forbidden"),
+    Case(
+        "ssrf-redirect",
+        "ssrf",
+        "http.fetch",
+        {"url": "{web}/to-internal"},
+        "forbidden",
+        setup=redirects,
+    ),
+    Case(
+        "ssrf-redirect-metadata",
+        "ssrf",
+        "http.fetch",
+        {"url": "{web}/to-metadata"},
+        "forbidden",
+        setup=redirects,
+    ),
+    Case(
+        "ssrf-redirect-file",
+        "ssrf",
+        "http.fetch",
+        {"url": "{web}/to-file"},
+        "forbidden",
+        setup=redirects,
+    ),
+    Case(
+        "ssrf-redirect-localhost",
+        "ssrf",
+        "http.fetch",
+        {"url": "{web}/to-localhost"},
+        "forbidden",
+        setup=redirects,
+    ),
+    Case(
+        "ssrf-localhost-name",
+        "ssrf",
+        "http.fetch",
+        {"url": "http://localhost:{internal_port}/"},
+        "forbidden",
+    ),
+    Case(
+        "ssrf-ipv6-loopback",
+        "ssrf",
+        "http.fetch",
+        {"url": "http://[::1]:{internal_port}/"},
+        "forbidden",
+    ),
+    Case(
+        "ssrf-decimal-ip",
+        "ssrf",
+        "http.fetch",
+        {"url": "http://2130706433:{internal_port}/"},
+        "forbidden",
+    ),
+    Case(
+        "ssrf-hex-ip",
+        "ssrf",
+        "http.fetch",
+        {"url": "http://0x7f000001:{internal_port}/"},
+        "forbidden",
+    ),
+    Case(
+        "ssrf-metadata",
+        "ssrf",
+        "http.fetch",
+        {"url": "http://169.254.169.254/latest/"},
+        "forbidden",
+    ),
+    Case(
+        "ssrf-file-scheme",
+        "ssrf",
+        "http.fetch",
+        {"url": "file://{outside}/secret.txt"},
+        "forbidden",
+    ),
+    Case(
+        "ssrf-credentials",
+        "ssrf",
+        "http.fetch",
+        {"url": "http://user:pw@127.0.0.1:{internal_port}/"},
+        "forbidden",
+    ),
+    Case(
+        "ssrf-redirect-loop",
+        "ssrf",
+        "http.fetch",
+        {"url": "{web}/loop"},
+        "invalid",
+        setup=redirects,
+    ),
+    # output flooding
+    Case(
+        "flood-yes",
+        "flooding",
+        "shell.exec",
+        {"argv": ["yes"], "timeout": 1},
+        "contained",
+        check=flooded,
+    ),
+    Case(
+        "flood-http",
+        "flooding",
+        "http.fetch",
+        {"url": "{web}/big"},
+        "contained",
+        check=flooded,
+        setup=redirects,
+    ),
+    Case(
+        "flood-read",
+        "flooding",
+        "fs.read",
+        {"path": "big.txt"},
+        "contained",
+        check=flooded,
+        setup=big_file,
+    ),
+    # runaway and forking processes
+    Case(
+        "runaway-sleep",
+        "runaway",
+        "shell.exec",
+        {"argv": ["sleep", "30"], "timeout": 0.5},
+        "contained",
+        check=killed_quickly,
+    ),
+    Case(
+        "fork-background",
+        "runaway",
+        "shell.exec",
+        {"argv": ["sh", "-c", "(sleep 30; touch {outside}/late) & echo $!"]},
+        "contained",
+        check=children_dead,
+        policy=SH,
+    ),
+    Case(
+        "fork-many-timeout",
+        "runaway",
+        "shell.exec",
+        {"argv": ["sh", "-c", "for i in 1 2 3; do sleep 30 & echo $!; done; wait"], "timeout": 1},
+        "contained",
+        check=children_dead,
+        policy=SH,
+    ),
+    # oversized arguments
+    Case(
+        "oversized-content",
+        "oversized",
+        "fs.write",
+        {"path": "big.txt", "content": "x" * 70_000},
+        "payload_too_large",
+        policy={"max_argument_bytes": 65536},
+    ),
+    Case(
+        "oversized-argv", "oversized", "shell.exec", {"argv": ["echo"] * 1001}, "schema_violation"
+    ),
+    Case("oversized-pattern", "oversized", "fs.grep", {"pattern": "a" * 5000}, "schema_violation"),
+    # unknown tools
+    Case("unknown-tool", "unknown", "fs.delete", {"path": "file.txt"}, "not_found"),
+    Case("unknown-dunder", "unknown", "__import__", {}, "not_found"),
+    Case("unknown-mcp", "unknown", "mcp.nothere.tool", {}, "not_found"),
+    # schema violations
+    Case("schema-type", "schema", "fs.read", {"path": 5}, "schema_violation"),
+    Case(
+        "schema-extra", "schema", "fs.read", {"path": "file.txt", "mode": "rw"}, "schema_violation"
+    ),
+    Case(
+        "schema-zero-line",
+        "schema",
+        "fs.read",
+        {"path": "file.txt", "start_line": 0},
+        "schema_violation",
+    ),
+    Case("schema-empty-argv", "schema", "shell.exec", {"argv": []}, "schema_violation"),
+    Case(
+        "schema-both-forms",
+        "schema",
+        "shell.exec",
+        {"argv": ["echo"], "command": "echo"},
+        "schema_violation",
+    ),
+    Case(
+        "schema-method",
+        "schema",
+        "http.fetch",
+        {"url": "{web}/", "method": "TRACE"},
+        "schema_violation",
+    ),
+    # repositories that would run code, identity
+    Case(
+        "git-fsmonitor",
+        "git",
+        "git.status",
+        {"repo": "repo"},
+        "contained",
+        check=hook_not_run,
+        setup=fsmonitor_repo,
+    ),
+    Case("git-repo-outside", "git", "git.status", {"repo": "{outside}"}, "forbidden"),
+    Case(
+        "identity-spoof", "identity", "fs.read", {"path": "file.txt"}, "forbidden", caller="admin"
+    ),
+]
+
+
+def fill(value: Any, names: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, text in names.items():
+            value = value.replace("{" + key + "}", text)
+        return value
+    if isinstance(value, list):
+        return [fill(v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: fill(v, names) for k, v in value.items()}
+    return value
+
+
+def test_the_corpus_is_big_and_ids_are_unique() -> None:
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_attack_is_refused_or_contained(
+    case: Case,
+    workspace: Workspace,
+    web: FakeWeb,
+    internal: FakeWeb,
+    start_executor: Any,
+    bus_as: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENTBUS_TEST_SECRET", SECRET)
+    monkeypatch.setenv("AGENTBUS_TEST_PASSED", "visible")
+    policy: dict[str, Any] = {
+        "roots": [str(workspace.ws)],
+        "tools": ["*"],
+        "commands": ["echo", "cat", "ls", "env", "printenv", "true", "yes", "sleep"],
+        "hosts": [f"127.0.0.1:{web.port}"],
+        "env": ["AGENTBUS_TEST_PASSED"],
+        "medium": "run",
+        "max_output": 4096,
+        "timeout": 5.0,
+    }
+    policy.update(case.policy)
+    admin = {**policy, "commands": ["sh", "rm"], "shell": True}
+    await start_executor({"policy": {"agent": policy, "admin": admin}})
+    if case.setup is not None:
+        case.setup(workspace, web, internal)
+    before = workspace.snapshot()
+    names = {
+        "ws": str(workspace.ws),
+        "outside": str(workspace.outside),
+        "web": web.base,
+        "internal": internal.base,
+        "internal_port": str(internal.port),
+    }
+    bus = await bus_as("agent")
+    request = ExecuteRequest(
+        tool=case.tool, arguments=fill(case.arguments, names), caller=case.caller
+    )
+    if case.expect == "contained":
+        reply = await bus.request(TOOLS_EXECUTE, request, timeout=20)
+        result = reply.result
+        assert isinstance(result, Completed), result
+        assert case.check is not None
+        case.check(result, workspace)
+        shown = result.content + str(result.data)
+    else:
+        with pytest.raises(RemoteError) as refused:
+            await bus.request(TOOLS_EXECUTE, request, timeout=20)
+        assert refused.value.code == case.expect, refused.value.reply.message
+        shown = refused.value.reply.model_dump_json()
+    await asyncio.sleep(0.05)  # anything a contained process might still do
+    assert SECRET not in shown
+    assert workspace.snapshot() == before, "something outside the workspace changed"
+    assert internal.hits == [], "a request reached the internal server"
+    assert not (workspace.outside / "pwned").exists()

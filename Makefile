@@ -8,6 +8,11 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 RUN := $(UV) run --frozen
+# Components are type-checked too (not strict): each components/<name>/src holds agentbus.<name_>.
+COMPONENT_PACKAGES := $(foreach c,$(notdir $(wildcard components/*)),-p agentbus.$(subst -,_,$(c)))
+empty :=
+space := $(empty) $(empty)
+COMPONENT_PATH := $(subst $(space),:,$(strip interfaces/src framework/src $(wildcard components/*/src)))
 
 .PHONY: help install demo up test lint typecheck format bench schemas clean
 
@@ -34,13 +39,15 @@ up: install  ## run the local cluster of agentbus.toml (embedded NATS + every co
 test: install  ## the whole test suite against a real nats-server
 	$(RUN) pytest
 
-lint: install  ## ruff, and mypy strict on interfaces and framework
+lint: install  ## ruff; mypy strict on interfaces and framework, and on every component
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy interfaces/src framework/src
+	MYPYPATH=$(COMPONENT_PATH) $(RUN) mypy $(COMPONENT_PACKAGES)
 
-typecheck: install
+typecheck: install  ## only the type checks of make lint
 	$(RUN) mypy interfaces/src framework/src
+	MYPYPATH=$(COMPONENT_PATH) $(RUN) mypy $(COMPONENT_PACKAGES)
 
 format: install  ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
@@ -49,6 +56,7 @@ format: install  ## apply ruff's fixes and formatting
 bench: install  ## the benchmarks under bench/, with their baselines
 	$(RUN) python bench/bus_overhead.py
 	$(RUN) python bench/tool_executor_overhead.py
+	$(RUN) python bench/workflow_step_overhead.py
 
 schemas: install  ## export the JSON Schemas of every interface version (then commit them)
 	$(RUN) agentbus interfaces export

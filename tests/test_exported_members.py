@@ -9,7 +9,12 @@ import pytest
 
 @pytest.mark.parametrize(
     "module_name",
-    ["agentbus.interfaces", "agentbus.framework", "agentbus.interfaces.catalog"],
+    [
+        "agentbus.interfaces",
+        "agentbus.framework",
+        "agentbus.framework.deploy",
+        "agentbus.interfaces.catalog",
+    ],
 )
 def test_all_is_sorted_and_importable(module_name: str) -> None:
     module = importlib.import_module(module_name)

@@ -70,3 +70,21 @@ def test_infrastructure_subjects() -> None:
 def test_every_event_subject_is_under_the_events_wildcard() -> None:
     prefix = subjects.events_wildcard().removesuffix(">")
     assert subjects.event_subject("a.b", 1, qualifier="q").startswith(prefix)
+
+
+def test_direct_subject_names_one_instance_and_the_major() -> None:
+    assert subjects.direct_subject("hello-green-1", "test.ask", 2) == (
+        "agentbus.direct.hello-green-1.test.ask.v2"
+    )
+    with pytest.raises(ValueError, match="cannot be a subject token"):
+        subjects.direct_subject("a.b", "test.ask", 2)
+
+
+def test_workflow_run_subjects() -> None:
+    assert subjects.run_events_subject("r-1a2b") == "agentbus.runs.r-1a2b.events"
+    assert subjects.runs_wildcard() == "agentbus.runs.>"
+    assert subjects.workflow_dispatch_subject() == "agentbus.workflows.dispatch"
+    assert subjects.workflow_control_subject("r-1") == "agentbus.workflows.control.r-1"
+    assert subjects.workflow_control_subject() == "agentbus.workflows.control.*"
+    with pytest.raises(ValueError, match="subject token"):
+        subjects.run_events_subject("a.b")

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=10.0, gt=0)
     event_max_deliver: int = Field(default=5, gt=0, description="Tries before dead-lettering.")
     jetstream_storage: Literal["file", "memory"] = "file"
+    deploy_component: str | None = Field(
+        default=None,
+        description="Blue/green: the component this instance is a version of (see deploy/).",
+    )
+    deploy_color: Literal["blue", "green"] | None = Field(
+        default=None,
+        description="Blue/green: serve production subjects only while this color is active. "
+        "Unset: always serve.",
+    )
     log_level: str = "INFO"
 
     def redacted_nats_url(self) -> str:

@@ -9,7 +9,9 @@
     │   ├── RequestTimeoutError (TimeoutError)
     │   ├── NoRespondersError               nothing serves that subject (is the service up?)
     │   ├── RemoteError                     the service replied with a structured error
-    │   └── EmbeddedNatsError               the embedded nats-server could not start
+    │   ├── EmbeddedNatsError               the embedded nats-server could not start
+    │   └── DeployError                     a blue/green step failed (start, health, smoke...)
+    │       └── DeploymentConflict          the deployments record changed under us (CAS lost)
     └── ServiceError                        raised in a handler to reply with a chosen error
         (control flow, not logged as a failure)
 
@@ -50,6 +52,14 @@ class NoRespondersError(BusError):
 
 class EmbeddedNatsError(BusError):
     """The embedded nats-server did not start."""
+
+
+class DeployError(BusError):
+    """A blue/green deployment step failed; the message names the step and the version."""
+
+
+class DeploymentConflict(DeployError):
+    """The deployments record changed since it was read: someone else promoted or rolled back."""
 
 
 class RemoteError(BusError):

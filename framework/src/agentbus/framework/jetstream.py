@@ -44,7 +44,9 @@ STREAMS = (EVENTS, ESCALATIONS, AUDIT, DEAD_LETTER)
 
 CONFIG_BUCKET = "agentbus_config"
 """Per-service configuration; a put on key ``<service>`` reaches its ``on_config_change``."""
-KV_BUCKETS = (CONFIG_BUCKET,)
+DEPLOYMENTS_BUCKET = "agentbus_deployments"
+"""Blue/green: key ``<component>`` holds the active version and color (see ``deploy/state.py``)."""
+KV_BUCKETS = (CONFIG_BUCKET, DEPLOYMENTS_BUCKET)
 
 
 async def declare_stream(

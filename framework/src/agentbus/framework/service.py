@@ -37,6 +37,7 @@ from nats.js.kv import KeyValue
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings, redact_url
+from agentbus.framework.deploy.roles import DeployRole
 from agentbus.framework.discovery import Discovery
 from agentbus.framework.endpoint import Endpoint, Slots
 from agentbus.framework.errors import ConfigError
@@ -47,7 +48,7 @@ from agentbus.framework.streaming import StreamEndpoint
 from agentbus.interfaces.message import Interface, InterfaceKind
 from agentbus.interfaces.metadata import Source, new_id
 from agentbus.interfaces.semver import Version
-from agentbus.interfaces.subjects import event_subject, subject_for, token
+from agentbus.interfaces.subjects import direct_subject, event_subject, subject_for, token
 
 log = logging.getLogger("agentbus.service")
 
@@ -156,6 +157,7 @@ class Service:
         self.metrics.track_in_flight(self._slots.__len__)
         self._discovery: Discovery | None = None
         self._config_task: asyncio.Task[None] | None = None
+        self._role: DeployRole | None = None  # blue/green: only when settings.deploy_color
         self._started = False
 
     # -- lifecycle hooks -------------------------------------------------------------
@@ -217,7 +219,7 @@ class Service:
                     max_payload=self.settings.max_payload,
                     name=spec.name,
                 )
-                await endpoint.start()
+                await self._start_endpoint(endpoint)
                 self.endpoints.append(endpoint)
             if (spec := getattr(method, "__agentbus_streams__", None)) is not None:
                 stream = StreamEndpoint(
@@ -230,7 +232,7 @@ class Service:
                     max_payload=self.settings.max_payload,
                     name=spec.name,
                 )
-                await stream.start()
+                await self._start_endpoint(stream)
                 self.endpoints.append(stream)
             if (sub := getattr(method, "__agentbus_subscribes__", None)) is not None:
                 subscription = EventSubscription(
@@ -249,7 +251,8 @@ class Service:
                     ack_wait=sub.ack_wait,
                     concurrency=sub.concurrency,
                 )
-                await subscription.start()
+                if self.settings.deploy_color is None:  # else the deploy role starts it
+                    await subscription.start()
                 self.subscriptions.append(subscription)
         self._discovery = Discovery(
             self.bus.nc,
@@ -261,7 +264,28 @@ class Service:
             endpoints=self.endpoints,
         )
         await self._discovery.start()
+        if self.settings.deploy_color is not None:
+            self._role = DeployRole(
+                self.settings.deploy_component or self.name,
+                self.settings.deploy_color,
+                client=self.bus.nc,
+                endpoints=self.endpoints,
+                subscriptions=self.subscriptions,
+                metadata=self._discovery.metadata,
+            )
+            await self._role.start(self.bus.js)
         await self.bus.nc.flush()
+
+    async def _start_endpoint(self, endpoint: Endpoint) -> None:
+        """Production intake at once; a blue/green instance only on its direct subject."""
+        if self.settings.deploy_color is None:
+            await endpoint.start()
+        else:
+            await endpoint.open_direct(
+                direct_subject(
+                    self.instance, endpoint.interface.name, endpoint.interface.version.major
+                )
+            )
 
     def discovery_metadata(self) -> dict[str, str]:
         """Extra ``$SRV.INFO`` metadata; the metrics port is advertised when serving."""
@@ -275,6 +299,8 @@ class Service:
         if not self._started:
             return
         self._started = False
+        if self._role is not None:
+            await self._role.stop()
         for endpoint in self.endpoints:
             await endpoint.stop_intake()
         for subscription in self.subscriptions:
@@ -297,6 +323,9 @@ class Service:
         return len(tasks)
 
     async def _close_connection(self) -> None:
+        if self._role is not None:
+            role, self._role = self._role, None
+            await role.stop()
         if self._config_task is not None:
             task, self._config_task = self._config_task, None
             task.cancel()

@@ -18,6 +18,9 @@ EVENTS = f"{PREFIX}.events"
 ESCALATIONS = f"{PREFIX}.escalations"
 AUDIT = f"{PREFIX}.audit"
 DEAD_LETTER = f"{PREFIX}.deadletter"
+DIRECT = f"{PREFIX}.direct"
+RUNS = f"{PREFIX}.runs"
+WORKFLOWS = f"{PREFIX}.workflows"
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -65,3 +68,33 @@ def audit_subject(component: str, kind: str) -> str:
 def dead_letter_subject(service: str, original: str) -> str:
     """Where a message that kept failing in ``service`` is parked, keeping its subject."""
     return f"{DEAD_LETTER}.{token(service)}.{original}"
+
+
+def direct_subject(instance: str, name: str, major: int) -> str:
+    """``agentbus.direct.<instance>.<name>.v<major>``: one instance's own copy of an endpoint.
+
+    Blue/green deployment smoke-tests a new version here before it may join the
+    production subject (where any new queue group would get a copy of all traffic).
+    """
+    return f"{DIRECT}.{token(instance)}.{name}.v{major}"
+
+
+def run_events_subject(run_id: str) -> str:
+    """``agentbus.runs.<run id>.events``: the progress events of one workflow run."""
+    return f"{RUNS}.{token(run_id)}.events"
+
+
+def runs_wildcard() -> str:
+    """Every workflow run's subjects: ``agentbus.runs.>``."""
+    return f"{RUNS}.>"
+
+
+def workflow_dispatch_subject() -> str:
+    """``agentbus.workflows.dispatch``: where workflow runs are handed to a runner."""
+    return f"{WORKFLOWS}.dispatch"
+
+
+def workflow_control_subject(run_id: str | None = None) -> str:
+    """``agentbus.workflows.control.<run id>``: control messages (cancel...) for one run;
+    without a run id, the wildcard every runner replica listens on."""
+    return f"{WORKFLOWS}.control.{'*' if run_id is None else token(run_id)}"

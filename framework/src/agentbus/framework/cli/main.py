@@ -15,7 +15,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from agentbus.framework.cli import bus_cmd, interfaces_cmd, status_cmd, up_cmd
+from agentbus.framework.cli import (
+    bus_cmd,
+    deploy_cmd,
+    health_cmd,
+    interfaces_cmd,
+    status_cmd,
+    up_cmd,
+)
 from agentbus.framework.cli.common import Options, err_console
 from agentbus.framework.errors import FrameworkError
 from agentbus.interfaces.errors import InterfaceError
@@ -52,11 +59,13 @@ def _global(
 app.command("up")(up_cmd.up)
 app.command("serve")(up_cmd.serve_command)
 app.command("status")(status_cmd.status)
+app.command("health")(health_cmd.health)
 app.command("publish")(bus_cmd.publish)
 app.command("request")(bus_cmd.request)
 app.add_typer(bus_cmd.events_app, name="events")
 app.add_typer(bus_cmd.deadletters_app, name="deadletters")
 app.add_typer(interfaces_cmd.app, name="interfaces")
+app.add_typer(deploy_cmd.app, name="deploy")
 
 
 def _load_plugins() -> None:

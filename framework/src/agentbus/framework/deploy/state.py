@@ -1,0 +1,147 @@
+"""The deployments KV: which version of each component is active, under which color.
+
+Bucket ``agentbus_deployments``, key ``<component>``, a JSON value::
+
+    {"component": "hello", "version": "2.0.0", "commit": "<sha>", "color": "green",
+     "serving": ["blue", "green"], "target": "hello_service:HelloService",
+     "service": "hello", "instances": ["hello-green-1a2b3c4d5e6f-0"],
+     "runtime": {...}, "updated_at": "2026-11-21T09:00:00+00:00",
+     "previous": {"version": "1.0.0", "commit": "<sha>", "color": "blue", ...}}
+
+``color`` is the active pointer. ``serving`` lists the colors whose instances
+take production traffic right now: both during a flip (the new color joins
+before the old one leaves), else only ``color``; a record without it (a simpler
+writer) means ``[color]``. ``runtime`` is what the backend needs to stop that
+version (``null`` once stopped). Every write is a compare-and-set on the key's
+revision, so two promoters cannot both win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentbus.framework.errors import DeployError, DeploymentConflict
+from agentbus.framework.jetstream import DEPLOYMENTS_BUCKET, key_value
+from agentbus.interfaces.subjects import token
+
+WRONG_LAST_SEQUENCE = 10071
+"""JetStream's error code when an expected-last-sequence check fails."""
+
+Color = Literal["blue", "green"]
+COLORS: tuple[Color, Color] = ("blue", "green")
+
+
+def other(color: Color) -> Color:
+    """The color a new version takes: the one not active now."""
+    return "green" if color == "blue" else "blue"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Slot(BaseModel):
+    """One version of a component, running (or once run) under one color."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: str
+    commit: str
+    color: Color
+    target: str = ""
+    service: str = ""
+    instances: tuple[str, ...] = ()
+    runtime: dict[str, Any] | None = Field(
+        default=None, description="What the backend needs to stop this version; null: stopped."
+    )
+
+
+class DeploymentRecord(Slot):
+    """The value at key ``<component>``: the active slot, the one before it, who serves."""
+
+    component: str = ""
+    serving: tuple[Color, ...] | None = None
+    previous: Slot | None = None
+    updated_at: str = Field(default_factory=now_iso)
+
+    def serving_colors(self) -> frozenset[Color]:
+        return frozenset(self.serving if self.serving is not None else (self.color,))
+
+    def slot(self) -> Slot:
+        """The active slot alone (what becomes ``previous`` after the next flip)."""
+        return Slot.model_validate(self.model_dump(include=set(Slot.model_fields)))
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A record and the KV revision it was read at (what a compare-and-set checks)."""
+
+    record: DeploymentRecord
+    revision: int
+
+
+def parse_record(raw: bytes | None) -> DeploymentRecord | None:
+    """The record in a KV value; ``None`` for an empty or deleted value."""
+    if not raw:
+        return None
+    try:
+        return DeploymentRecord.model_validate_json(raw)
+    except ValidationError as exc:
+        raise DeployError(f"the deployments record is not valid: {exc.errors()[0]['msg']}") from exc
+
+
+class DeploymentStore:
+    """Reads and compare-and-sets records in the ``agentbus_deployments`` bucket."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> DeploymentStore:
+        return cls(await key_value(js, DEPLOYMENTS_BUCKET))
+
+    async def get(self, component: str) -> Versioned | None:
+        try:
+            entry = await self.kv.get(token(component))
+        except KeyNotFoundError:  # also raised for a deleted key
+            return None
+        record = parse_record(entry.value)
+        if record is None or entry.revision is None:
+            return None
+        return Versioned(record, entry.revision)
+
+    async def put(
+        self, component: str, record: DeploymentRecord, *, revision: int | None
+    ) -> Versioned:
+        """Write ``record`` if the key is still at ``revision`` (``None``: does not exist yet)."""
+        record = record.model_copy(update={"component": component, "updated_at": now_iso()})
+        data = record.model_dump_json().encode()
+        try:
+            if revision is None:
+                new_revision = await self.kv.create(token(component), data)
+            else:
+                new_revision = await self.kv.update(token(component), data, last=revision)
+        except KeyWrongLastSequenceError as exc:
+            raise DeploymentConflict(
+                f"the deployment of {component} changed since revision {revision}: another "
+                "promote or rollback ran; check `agentbus deploy status` and retry"
+            ) from exc
+        return Versioned(record, new_revision)
+
+    async def delete(self, component: str, *, revision: int) -> None:
+        """Delete the record if it is still at ``revision`` (a first deployment that failed)."""
+        try:
+            await self.kv.delete(token(component), last=revision)
+        except BadRequestError as exc:  # nats-py raises the generic error here
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            raise DeploymentConflict(
+                f"the deployment of {component} changed since revision {revision}"
+            ) from exc

@@ -27,12 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
 from nats.aio.msg import Msg
+from timing import Call, quantile, throughput, timed
 
 from agentbus.framework import (
     Bus,
@@ -62,38 +62,6 @@ class EchoService(Service):
     @handles(ECHO)
     async def echo(self, request: Echo, ctx: MessageContext) -> Echo:
         return Echo(payload=request.payload)
-
-
-Call = Callable[[], Awaitable[object]]
-
-
-async def sequential(call: Call, count: int) -> list[float]:
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await call()
-        latencies.append(time.perf_counter() - started)
-    return latencies
-
-
-async def concurrent(call: Call, total: int, in_flight: int) -> float:
-    """Requests per second with ``in_flight`` requests outstanding at all times."""
-    remaining = total
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return total / (time.perf_counter() - started)
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def serve_raw(url: str, ready: asyncio.Event | None = None) -> None:
@@ -171,17 +139,17 @@ async def main(requests: int, in_flight: int, layout: str) -> dict[str, float]:
                 return await bus.request(ECHO, message, timeout=5)
 
             for call in (raw_call, bus_call):  # warm up both paths
-                await sequential(call, 500)
+                await timed(call, 500)
             raw_lat: list[float] = []
             bus_lat: list[float] = []
             block = 500
             for _ in range(max(1, requests // block)):
-                raw_lat += await sequential(raw_call, block)
-                bus_lat += await sequential(bus_call, block)
+                raw_lat += await timed(raw_call, block)
+                bus_lat += await timed(bus_call, block)
             raw_rps, bus_rps = [], []
             for _ in range(3):
-                raw_rps.append(await concurrent(raw_call, requests * 2, in_flight))
-                bus_rps.append(await concurrent(bus_call, requests * 2, in_flight))
+                raw_rps.append(await throughput(raw_call, requests * 2, in_flight))
+                bus_rps.append(await throughput(bus_call, requests * 2, in_flight))
         await raw_client.close()
     result = {
         "raw_p50_us": quantile(raw_lat, 0.5) * 1e6,

@@ -25,10 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import openai
+from timing import quantile, timed
 
 from agentbus.framework import Bus, EmbeddedNats, Settings, serve
 from agentbus.interfaces import Source
@@ -44,24 +44,6 @@ from agentbus.model_gateway.service import ModelGateway
 
 TARGET_MS = 1.5
 PROMPT = "Say hello in two words."
-
-Call = Callable[[], Awaitable[object]]
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def timed(call: Call, count: int) -> list[float]:
-    """Each call's duration, or what it returns when that is a float (time to first chunk)."""
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        measured = await call()
-        elapsed = time.perf_counter() - started
-        latencies.append(measured if isinstance(measured, float) else elapsed)
-    return latencies
 
 
 def models_file(directory: Path, base_url: str) -> Path:

@@ -27,9 +27,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+
+from timing import Call, quantile, timed
 
 from agentbus.framework import Bus, EmbeddedNats, Settings, serve
 from agentbus.interfaces.catalog.tools import TOOLS_EXECUTE, ExecuteRequest
@@ -39,28 +40,12 @@ from agentbus.tool_executor.policy import PolicyFile
 from agentbus.tool_executor.service import ToolExecutor
 from agentbus.tool_executor.tools import fs, shell
 
-Call = Callable[[], Awaitable[object]]
-
 
 def policy_text(root: Path) -> str:
     return (
         f'[policy.bench]\nroots = ["{root}"]\ntools = ["fs.read", "shell.exec"]\n'
         'commands = ["true"]\nmedium = "run"\n'
     )
-
-
-async def timed(call: Call, count: int) -> list[float]:
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await call()
-        latencies.append(time.perf_counter() - started)
-    return latencies
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @contextlib.contextmanager

@@ -208,32 +208,23 @@ class Service:
     async def _open(self) -> None:
         for attribute in dir(type(self)):
             method = getattr(self, attribute, None)
-            if (spec := getattr(method, "__agentbus_handles__", None)) is not None:
-                endpoint = Endpoint(
-                    spec.interface,
-                    method,  # type: ignore[arg-type]
-                    bus=self.bus,
-                    queue=self.queue_group,
-                    slots=self._slots,
-                    metrics=self.metrics.endpoint(subject_for(spec.interface)),
-                    max_payload=self.settings.max_payload,
-                    name=spec.name,
-                )
-                await self._start_endpoint(endpoint)
-                self.endpoints.append(endpoint)
-            if (spec := getattr(method, "__agentbus_streams__", None)) is not None:
-                stream = StreamEndpoint(
-                    spec.interface,
-                    method,  # type: ignore[arg-type]
-                    bus=self.bus,
-                    queue=self.queue_group,
-                    slots=self._slots,
-                    metrics=self.metrics.endpoint(subject_for(spec.interface)),
-                    max_payload=self.settings.max_payload,
-                    name=spec.name,
-                )
-                await self._start_endpoint(stream)
-                self.endpoints.append(stream)
+            for marker, kind in (
+                ("__agentbus_handles__", Endpoint),
+                ("__agentbus_streams__", StreamEndpoint),
+            ):
+                if (spec := getattr(method, marker, None)) is not None:
+                    endpoint = kind(
+                        spec.interface,
+                        method,  # type: ignore[arg-type]
+                        bus=self.bus,
+                        queue=self.queue_group,
+                        slots=self._slots,
+                        metrics=self.metrics.endpoint(subject_for(spec.interface)),
+                        max_payload=self.settings.max_payload,
+                        name=spec.name,
+                    )
+                    await self._start_endpoint(endpoint)
+                    self.endpoints.append(endpoint)
             if (sub := getattr(method, "__agentbus_subscribes__", None)) is not None:
                 subscription = EventSubscription(
                     sub.interface,

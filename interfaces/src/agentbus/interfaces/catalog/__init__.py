@@ -4,9 +4,17 @@
 with the schema files under ``interfaces/schemas/``.
 """
 
-from agentbus.interfaces.catalog import model, system, tools
+from agentbus.interfaces.catalog import maintenance, model, system, tools, workflows
 from agentbus.interfaces.registry import Registry
 
-REGISTRY = Registry([*model.INTERFACES, *system.INTERFACES, *tools.INTERFACES])
+REGISTRY = Registry(
+    [
+        *maintenance.INTERFACES,
+        *model.INTERFACES,
+        *system.INTERFACES,
+        *tools.INTERFACES,
+        *workflows.INTERFACES,
+    ]
+)
 
-__all__ = ["REGISTRY", "model", "system", "tools"]
+__all__ = ["REGISTRY", "maintenance", "model", "system", "tools", "workflows"]

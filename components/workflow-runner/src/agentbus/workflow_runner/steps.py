@@ -1,0 +1,497 @@
+"""Durable steps: each model call, tool call or ``@step`` function is recorded once, then replayed.
+
+A run's workflow function is executed from the top every time a replica takes the
+run (first start, after a crash, after an approval). Steps are numbered in the
+order the workflow asks for them; step ``n`` has the idempotency key
+``<run id>:<n>``. When step ``n`` is already persisted its recorded result is
+returned without calling anything; otherwise it executes, and its result is
+persisted (KV ``create``: once) before the workflow continues. A tool call passes
+the key to ``tools.execute``, so a tool that ran just before a crash (result not yet
+persisted here) is replayed by the tool executor, not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.errors import NoRespondersError, RemoteError, RequestTimeoutError
+from agentbus.interfaces.catalog.model import (
+    CATALOG,
+    GENERATE,
+    STREAM,
+    AssistantMessage,
+    CatalogReply,
+    CatalogRequest,
+    Finish,
+    GenerateReply,
+    GenerateRequest,
+    ToolCall,
+    ToolCallDelta,
+    ToolResultMessage,
+    UsageUpdate,
+)
+from agentbus.interfaces.catalog.model import TextDelta as ModelTextDelta
+from agentbus.interfaces.catalog.tools import (
+    TOOLS_EXECUTE,
+    TOOLS_LIST,
+    ApprovalRequired,
+    Completed,
+    ExecuteRequest,
+    ListToolsReply,
+    ListToolsRequest,
+)
+from agentbus.interfaces.catalog.workflows import (
+    PendingApproval,
+    RunInfo,
+    StepFinished,
+    StepInfo,
+    StepStarted,
+    TextDelta,
+    ToolCalled,
+    ToolResult,
+)
+from agentbus.interfaces.error_reply import ErrorCode
+from agentbus.workflow_runner.errors import (
+    Cancelled,
+    LeaseLost,
+    NonDeterministicError,
+    RunFailed,
+    Suspended,
+)
+from agentbus.workflow_runner.run_events import RunEvents
+from agentbus.workflow_runner.settings import RunnerSettings
+from agentbus.workflow_runner.store import RunStore, StepConflict, now
+
+log = logging.getLogger("agentbus.workflow_runner.steps")
+
+T = TypeVar("T")
+
+_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "agentbus_workflow_run", default=None
+)
+
+TRANSIENT = {ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.LIMITED}
+"""Codes after which the same call is tried again (with backoff) instead of failing the run."""
+
+
+def current_run() -> RunContext | None:
+    """The run whose workflow is executing in this task, if any."""
+    return _current.get()
+
+
+class ToolFailure(BaseModel):
+    """A tool call the executor refused or that failed: the model sees it as an error result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal["error"] = "error"
+    tool: str
+    code: str
+    message: str
+
+
+ToolOutcome = Annotated[Completed | ToolFailure, Field(discriminator="status")]
+_OUTCOME: TypeAdapter[Completed | ToolFailure] = TypeAdapter(ToolOutcome)
+_REPLY: TypeAdapter[GenerateReply] = TypeAdapter(GenerateReply)
+_TOOLS: TypeAdapter[ListToolsReply] = TypeAdapter(ListToolsReply)
+_CATALOG: TypeAdapter[CatalogReply] = TypeAdapter(CatalogReply)
+
+
+class _NeedsApproval(Exception):
+    def __init__(self, required: ApprovalRequired) -> None:
+        super().__init__(required.approval_id)
+        self.required = required
+
+
+class RunContext:
+    """What a workflow function gets: durable model, tool and function steps for one run."""
+
+    def __init__(
+        self,
+        run: RunInfo,
+        journal: Sequence[StepInfo],
+        *,
+        bus: Bus,
+        store: RunStore,
+        events: RunEvents,
+        settings: RunnerSettings,
+    ) -> None:
+        self.run_id = run.run_id
+        self.workflow = run.workflow
+        self.input = run.input
+        self.caller = settings.tool_caller
+        self._elapsed_before = run.elapsed_seconds
+        self._journal = {step.index: step for step in journal}
+        self._next = 0
+        self._bus = bus
+        self._store = store
+        self._events = events
+        self._settings = settings
+        self._deadline: float | None = None
+        self.cancelled = False
+        self.executed = 0
+        """Steps executed (not replayed) in this attempt."""
+
+    # -- time --------------------------------------------------------------------------
+
+    def set_timeout(self, seconds: float) -> None:
+        """Bound the run's running time (time spent waiting for approval does not count)."""
+        self._deadline = time.monotonic() + max(0.0, seconds - self._elapsed_before)
+
+    def remaining(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the next step is already recorded."""
+        return self._next in self._journal
+
+    # -- the step machinery --------------------------------------------------------------
+
+    async def call(
+        self,
+        name: str,
+        function: Callable[[], Awaitable[T]],
+        adapter: TypeAdapter[T],
+        *,
+        kind: Literal["model", "tool", "function"] = "function",
+    ) -> T:
+        """Run ``function`` as durable step ``name``: recorded once, replayed afterwards."""
+        index = self._next
+        self._next += 1
+        recorded = self._journal.get(index)
+        if recorded is not None:
+            if recorded.name != name:
+                raise NonDeterministicError(
+                    "nondeterministic",
+                    f"step {index} was recorded as {recorded.name!r} but the workflow now asks "
+                    f"for {name!r}: workflows must decide only from their input and step results",
+                    index=index,
+                )
+            return adapter.validate_python(recorded.result)
+        return await self._execute(index, name, kind, function, adapter)
+
+    def key(self, index: int) -> str:
+        return f"{self.run_id}:{index}"
+
+    async def _execute(
+        self,
+        index: int,
+        name: str,
+        kind: Literal["model", "tool", "function"],
+        function: Callable[[], Awaitable[T]],
+        adapter: TypeAdapter[T],
+    ) -> T:
+        if self.cancelled:
+            raise Cancelled(self.run_id)
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            raise RunFailed("timeout", f"the run exceeded its timeout before step {index}")
+        started_at, started = now(), time.perf_counter()
+        await self._events.emit(self.run_id, StepStarted(index=index, name=name))
+        try:
+            async with asyncio.timeout(remaining):
+                value = await function()
+        except TimeoutError:
+            if self.remaining() is not None and (self.remaining() or 0) <= 0:
+                raise RunFailed(
+                    "timeout", f"the run exceeded its timeout during step {index} ({name})"
+                ) from None
+            raise
+        duration = round((time.perf_counter() - started) * 1000, 3)
+        record = StepInfo(
+            index=index,
+            name=name,
+            kind=kind,
+            idempotency_key=self.key(index),
+            started_at=started_at,
+            duration_ms=duration,
+            result=adapter.dump_python(value, mode="json"),
+        )
+        try:
+            await self._store.record_step(self.run_id, record)
+        except StepConflict:
+            raise LeaseLost(self.key(index)) from None
+        self.executed += 1
+        await self._events.emit(
+            self.run_id, StepFinished(index=index, name=name, duration_ms=duration)
+        )
+        return value
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Call again after transient failures (service down, timeout, rate limit)."""
+        tries = self._settings.step_retries + 1
+        for attempt in range(tries):
+            try:
+                return await call()
+            except RemoteError as exc:
+                if exc.code not in TRANSIENT or attempt == tries - 1:
+                    raise RunFailed(
+                        exc.code, f"{what}: {exc.reply.message}", **exc.details
+                    ) from exc
+                log.warning("%s failed (%s), retrying", what, exc.code)
+            except (NoRespondersError, RequestTimeoutError) as exc:
+                if attempt == tries - 1:
+                    raise RunFailed("unavailable", f"{what}: {exc}") from exc
+                log.warning("%s failed (%s), retrying", what, exc)
+            await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    # -- model steps -------------------------------------------------------------------
+
+    async def model(
+        self, request: GenerateRequest, *, stream: bool = False, name: str = "model"
+    ) -> GenerateReply:
+        """A durable model call; ``stream`` publishes text deltas as run events."""
+        index = self._next
+        if stream:
+            return await self.call(name, lambda: self._stream(index, request), _REPLY, kind="model")
+
+        async def generate() -> GenerateReply:
+            return await self._retrying(
+                "the model call",
+                lambda: self._bus.request(GENERATE, request, timeout=self._settings.model_timeout),
+            )
+
+        return await self.call(name, generate, _REPLY, kind="model")
+
+    async def _stream(self, index: int, request: GenerateRequest) -> GenerateReply:
+        async def once() -> GenerateReply:
+            text: list[str] = []
+            calls: dict[int, dict[str, Any]] = {}
+            finish: Finish | None = None
+            async with self._bus.stream(
+                STREAM, request, timeout=self._settings.model_timeout
+            ) as chunks:
+                async for chunk in chunks:
+                    part = chunk.part
+                    if isinstance(part, ModelTextDelta):
+                        text.append(part.text)
+                        await self._events.emit(self.run_id, TextDelta(index=index, text=part.text))
+                    elif isinstance(part, ToolCallDelta):
+                        call = calls.setdefault(part.index, {"id": "", "name": "", "args": []})
+                        call["id"] = part.id or call["id"]
+                        call["name"] = part.name or call["name"]
+                        call["args"].append(part.arguments)
+                    elif isinstance(part, Finish):
+                        finish = part
+                    elif isinstance(part, UsageUpdate):
+                        continue
+            if finish is None:
+                raise RunFailed("upstream", "the model stream ended without a finish part")
+            tool_calls = [
+                ToolCall(id=c["id"], name=c["name"], arguments=_arguments("".join(c["args"])))
+                for _, c in sorted(calls.items())
+            ]
+            return GenerateReply(
+                message=AssistantMessage(text="".join(text), tool_calls=tool_calls),
+                finish_reason=finish.finish_reason,
+                usage=finish.usage,
+                model=finish.model,
+                alias=finish.alias,
+                provider=finish.provider,
+            )
+
+        return await self._retrying("the model stream", once)
+
+    async def catalog(self) -> CatalogReply:
+        """The gateway's model aliases, as a durable step."""
+
+        async def ask() -> CatalogReply:
+            return await self._retrying(
+                "model.catalog", lambda: self._bus.request(CATALOG, CatalogRequest())
+            )
+
+        return await self.call("model.catalog", ask, _CATALOG)
+
+    # -- tool steps --------------------------------------------------------------------
+
+    async def list_tools(self, caller: str | None = None) -> ListToolsReply:
+        """The tools the caller may use, as a durable step."""
+        request = ListToolsRequest(caller=caller or self.caller)
+
+        async def ask() -> ListToolsReply:
+            return await self._retrying(
+                "tools.list", lambda: self._bus.request(TOOLS_LIST, request)
+            )
+
+        return await self.call("tools.list", ask, _TOOLS)
+
+    async def tool(
+        self,
+        tool: str,
+        arguments: dict[str, JsonValue] | None = None,
+        *,
+        caller: str | None = None,
+        tool_call_id: str | None = None,
+    ) -> Completed | ToolFailure:
+        """A durable tool call; waits (the run parks) when it needs approval.
+
+        Refusals and tool errors come back as :class:`ToolFailure` (for the model to
+        read); an unreachable executor fails the run after retries.
+        """
+        index = self._next
+        key = self.key(index)
+        request = ExecuteRequest(
+            tool=tool, arguments=arguments or {}, caller=caller or self.caller, idempotency_key=key
+        )
+        call_id = tool_call_id or key
+
+        async def execute() -> Completed | ToolFailure:
+            await self._events.emit(
+                self.run_id,
+                ToolCalled(
+                    index=index, tool_call_id=call_id, tool=tool, arguments=request.arguments
+                ),
+            )
+            outcome = await self._execute_tool(request)
+            content, is_error = render(outcome)
+            await self._events.emit(
+                self.run_id,
+                ToolResult(
+                    index=index,
+                    tool_call_id=call_id,
+                    tool=tool,
+                    content=content[:2000],
+                    is_error=is_error,
+                ),
+            )
+            return outcome
+
+        try:
+            return await self.call(f"tool:{tool}", execute, _OUTCOME, kind="tool")
+        except _NeedsApproval as needs:
+            required = needs.required
+            await self._store.remember_approval(required.approval_id, self.run_id)
+            raise Suspended(
+                [
+                    PendingApproval(
+                        tool_call_id=call_id,
+                        approval_id=required.approval_id,
+                        tool=tool,
+                        arguments=request.arguments,
+                        idempotency_key=required.idempotency_key,
+                    )
+                ]
+            ) from None
+
+    async def _execute_tool(self, request: ExecuteRequest) -> Completed | ToolFailure:
+        what = f"tools.execute {request.tool}"
+        deadline = time.monotonic() + self._settings.tool_timeout
+        attempt = 0
+        while True:
+            try:
+                reply = await self._bus.request(
+                    TOOLS_EXECUTE, request, timeout=self._settings.tool_timeout
+                )
+            except RemoteError as exc:
+                still_running = exc.code == ErrorCode.CONFLICT and "still running" in str(exc)
+                if still_running and time.monotonic() < deadline:
+                    # the same call (same key) runs already, e.g. started before a crash
+                    await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
+                    attempt += 1
+                    continue
+                if exc.code in TRANSIENT and attempt < self._settings.step_retries:
+                    await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                    attempt += 1
+                    continue
+                if exc.code in TRANSIENT:
+                    raise RunFailed(exc.code, f"{what}: {exc.reply.message}") from exc
+                return ToolFailure(tool=request.tool, code=exc.code, message=exc.reply.message)
+            except (NoRespondersError, RequestTimeoutError) as exc:
+                if attempt >= self._settings.step_retries:
+                    raise RunFailed("unavailable", f"{what}: {exc}") from exc
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                attempt += 1
+                continue
+            if isinstance(reply.result, ApprovalRequired):
+                raise _NeedsApproval(reply.result)
+            return reply.result
+
+    async def tool_calls(
+        self,
+        calls: Sequence[ToolCall],
+        tool_names: dict[str, str] | None = None,
+        *,
+        caller: str | None = None,
+    ) -> list[ToolResultMessage]:
+        """Run a model's tool calls in order; ``tool_names`` maps model names to executor names.
+
+        Every call is tried before the run parks, so one approval round covers all the calls
+        of a turn that need a decision.
+        """
+        names = tool_names or {}
+        results: list[ToolResultMessage] = []
+        pending: list[PendingApproval] = []
+        for call in calls:
+            tool = names.get(call.name)
+            if tool is None:
+                self._next += 1  # keep indices stable: a refused call is still a step slot
+                results.append(
+                    ToolResultMessage(
+                        tool_call_id=call.id,
+                        name=call.name,
+                        content=f"there is no tool named {call.name!r}; use one of the tools "
+                        "offered",
+                        is_error=True,
+                    )
+                )
+                continue
+            try:
+                outcome = await self.tool(
+                    tool, dict(call.arguments), caller=caller, tool_call_id=call.id
+                )
+            except Suspended as suspended:
+                pending += suspended.pending
+                continue
+            content, is_error = render(outcome)
+            results.append(
+                ToolResultMessage(
+                    tool_call_id=call.id, name=call.name, content=content, is_error=is_error
+                )
+            )
+        if pending:
+            raise Suspended(pending)
+        return results
+
+
+def render(outcome: Completed | ToolFailure) -> tuple[str, bool]:
+    """What the model reads for a tool outcome, and whether it is an error."""
+    if isinstance(outcome, ToolFailure):
+        return f"error ({outcome.code}): {outcome.message}", True
+    text = outcome.content
+    if outcome.truncated:
+        text += "\n[output truncated]"
+    if outcome.timed_out:
+        text += "\n[timed out]"
+    failed = outcome.exit_code is not None and outcome.exit_code != 0
+    if failed:
+        text += f"\n[exit code {outcome.exit_code}]"
+    return text, failed
+
+
+def _arguments(text: str) -> dict[str, JsonValue]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {"_invalid_json": text}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def enter(run: RunContext) -> contextvars.Token[RunContext | None]:
+    return _current.set(run)
+
+
+def leave(token: contextvars.Token[RunContext | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,136 @@
+"""Shared pieces of the workflow-runner tests: a scripted fake model, polling, run events.
+
+The fake model is the model gateway's fake OpenAI HTTP server with a *brain*: a
+function from the request the provider received to its answer. Brains decide from
+the conversation (not from a queue of replies), so concurrent and replayed runs get
+consistent answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agentbus.framework import Bus, NoRespondersError, RequestTimeoutError
+from agentbus.interfaces.catalog.workflows import (
+    WORKFLOWS_GET,
+    GetRequest,
+    RunEvent,
+    RunInfo,
+)
+from agentbus.interfaces.subjects import run_events_subject
+from agentbus.model_gateway.fakes import (
+    FakeServer,
+    Received,
+    Scripted,
+    openai_completion,
+    openai_stream,
+)
+
+Brain = Callable[[Received], Scripted]
+
+
+def answer(
+    received: Received,
+    text: str = "",
+    calls: list[tuple[str, str, dict[str, Any]]] | None = None,
+    *,
+    delay: float = 0.0,
+    usage: tuple[int, int] = (12, 7),
+) -> Scripted:
+    """Text and/or tool calls ``(id, model tool name, arguments)``, streamed if asked."""
+    calls = calls or []
+    if (received.json or {}).get("stream"):
+        pieces = [(i, n, [json.dumps(a)]) for i, n, a in calls]
+        reply = openai_stream([text] if text else [], tool_calls=pieces, usage=usage)
+    else:
+        reply = Scripted(json=openai_completion(text, tool_calls=calls, usage=usage))
+    reply.delay = delay
+    return reply
+
+
+def messages(received: Received) -> list[dict[str, Any]]:
+    return list((received.json or {}).get("messages", []))
+
+
+def tool_results(received: Received) -> list[dict[str, Any]]:
+    return [m for m in messages(received) if m.get("role") == "tool"]
+
+
+def first_user(received: Received) -> str:
+    return next(str(m.get("content")) for m in messages(received) if m.get("role") == "user")
+
+
+class FakeModel(FakeServer):
+    """A fake OpenAI-compatible provider whose answers come from a replaceable brain."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.brain: Brain = lambda received: answer(received, "Hello world")
+        super().__init__(lambda received: self.brain(received))
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def chat_requests(self) -> list[Received]:
+        return [r for r in list(self.requests) if r.path.endswith("/chat/completions")]
+
+
+async def eventually(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g}s")
+        await asyncio.sleep(0.05)
+
+
+async def get_run(bus: Bus, run_id: str) -> RunInfo:
+    return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
+
+
+async def wait_status(bus: Bus, run_id: str, *statuses: str, timeout: float = 20.0) -> RunInfo:
+    """Poll ``workflows.get`` until the run is in one of ``statuses``."""
+    seen: list[str] = []
+
+    async def reached() -> RunInfo | None:
+        try:
+            run = await get_run(bus, run_id)
+        except (NoRespondersError, RequestTimeoutError):  # the runner is (re)connecting
+            return None
+        if not seen or seen[-1] != run.status:
+            seen.append(run.status)
+        return run if run.status in statuses else None
+
+    try:
+        found: RunInfo = await eventually(reached, timeout, what=f"run {run_id} in {statuses}")
+    except AssertionError as exc:
+        run = await get_run(bus, run_id)
+        raise AssertionError(f"{exc}; statuses seen {seen}; error {run.error}") from None
+    return found
+
+
+async def run_events(bus: Bus, run_id: str) -> list[RunEvent]:
+    """Every stored event of a run, in order."""
+    sub = await bus.js.subscribe(run_events_subject(run_id), ordered_consumer=True)
+    events: list[RunEvent] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.5)
+            except Exception:
+                return events
+            events.append(RunEvent.model_validate_json(msg.data))
+    finally:
+        await sub.unsubscribe()

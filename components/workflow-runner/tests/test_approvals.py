@@ -1,0 +1,187 @@
+"""Approvals: a run parks without holding a slot, shows in `agentbus approvals`, and continues."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from runner_helpers import FakeModel, Received, answer, tool_results, wait_status
+
+from agentbus.framework import Bus, RemoteError
+from agentbus.interfaces.catalog.tools import (
+    APPROVALS_DECIDE,
+    APPROVALS_LIST,
+    DecideRequest,
+    ListApprovalsRequest,
+)
+from agentbus.interfaces.catalog.workflows import (
+    WORKFLOWS_CANCEL,
+    WORKFLOWS_RESUME,
+    WORKFLOWS_START,
+    CancelRequest,
+    ResumeRequest,
+    StartRequest,
+)
+from agentbus.workflow_runner import RunContext, WorkflowApp, step
+
+
+def write_then_report(received: Received) -> Any:
+    results = tool_results(received)
+    if not results:
+        write = {"path": "out.txt", "content": "approved content"}
+        return answer(received, "", [("call_w", "fs_write", write)])
+    return answer(received, f"tool said: {results[0]['content']}")
+
+
+async def start_writing(bus: Bus) -> str:
+    data = {"prompt": "write it", "tools": ["fs.write"], "model": "fast", "caller": "agent"}
+    reply = await bus.request(WORKFLOWS_START, StartRequest(workflow="tool_loop", input=data))
+    return reply.run_id
+
+
+async def test_approve_through_resume_continues_the_run(
+    stack: Any, bus: Bus, fake_model: FakeModel, workspace: Path
+) -> None:
+    fake_model.brain = write_then_report
+    run_id = await start_writing(bus)
+
+    run = await wait_status(bus, run_id, "waiting_approval", "failed")
+    assert run.status == "waiting_approval", run.error
+    [pending] = run.pending_approvals
+    assert (pending.tool_call_id, pending.tool) == ("call_w", "fs.write")
+    assert pending.idempotency_key == f"{run_id}:3"  # catalog, tools.list, model, tool
+    assert not (workspace / "out.txt").exists()
+    # the request is where `agentbus approvals list` looks, and the run holds no slot
+    approvals = await bus.request(APPROVALS_LIST, ListApprovalsRequest(status="pending"))
+    assert [a.approval_id for a in approvals.approvals] == [pending.approval_id]
+    assert stack._running == {}
+
+    reply = await bus.request(
+        WORKFLOWS_RESUME,
+        ResumeRequest(run_id=run_id, decisions={"call_w": "approve"}, decided_by="ada"),
+    )
+    assert reply.status == "queued"
+
+    run = await wait_status(bus, run_id, "finished", "failed")
+    assert run.status == "finished", run.error
+    assert (workspace / "out.txt").read_text(encoding="utf-8") == "approved content"
+    assert [s.name for s in run.steps].count("model") == 2  # the first turn was not repeated
+    assert len(fake_model.chat_requests()) == 2
+    assert run.generation == 1
+    decided = await bus.request(APPROVALS_LIST, ListApprovalsRequest())
+    assert [(a.status, a.decided_by) for a in decided.approvals] == [("executed", "ada")]
+
+
+async def test_deny_elsewhere_gives_the_model_the_denial(
+    stack: Any, bus: Bus, fake_model: FakeModel, workspace: Path
+) -> None:
+    fake_model.brain = write_then_report
+    run_id = await start_writing(bus)
+    run = await wait_status(bus, run_id, "waiting_approval", "failed")
+    approval = run.pending_approvals[0].approval_id
+
+    # decided with `agentbus approvals deny`, not through the runner: the event continues it
+    await bus.request(
+        APPROVALS_DECIDE,
+        DecideRequest(approval_id=approval, decision="deny", decided_by="bob", note="no writes"),
+    )
+
+    run = await wait_status(bus, run_id, "finished", "failed")
+    assert run.status == "finished", run.error
+    assert not (workspace / "out.txt").exists()
+    assert isinstance(run.result, dict)
+    assert "denied by bob: no writes" in run.result["text"]
+    last = tool_results(fake_model.chat_requests()[-1])[0]
+    assert last["content"].startswith("error (forbidden)")
+
+
+async def test_resume_refuses_unknown_calls_and_runs_that_wait_for_nothing(
+    stack: Any, bus: Bus, fake_model: FakeModel
+) -> None:
+    fake_model.brain = write_then_report
+    run_id = await start_writing(bus)
+    await wait_status(bus, run_id, "waiting_approval")
+
+    with pytest.raises(RemoteError) as unknown:
+        await bus.request(
+            WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"nope": "approve"})
+        )
+    assert unknown.value.code == "invalid"
+    assert "call_w" in unknown.value.reply.message
+
+    await bus.request(WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"call_w": "deny"}))
+    await wait_status(bus, run_id, "finished")
+    with pytest.raises(RemoteError) as done:
+        await bus.request(
+            WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"call_w": "approve"})
+        )
+    assert done.value.code == "conflict"
+
+
+async def test_a_parked_run_is_cancelled_at_once(
+    stack: Any, bus: Bus, fake_model: FakeModel, workspace: Path
+) -> None:
+    fake_model.brain = write_then_report
+    run_id = await start_writing(bus)
+    await wait_status(bus, run_id, "waiting_approval")
+
+    reply = await bus.request(WORKFLOWS_CANCEL, CancelRequest(run_id=run_id))
+
+    assert reply.status == "cancelled"
+    with pytest.raises(RemoteError) as caught:
+        await bus.request(
+            WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"call_w": "approve"})
+        )
+    assert caught.value.code == "conflict"
+    assert not (workspace / "out.txt").exists()
+
+
+# -- a custom workflow: function steps are not repeated when the run continues ------------
+
+CALLS: list[str] = []
+custom = WorkflowApp("custom-test")
+
+
+class CustomInput(BaseModel):
+    name: str
+
+
+@step
+async def greet(name: str) -> str:
+    CALLS.append(name)
+    return f"hello {name}"
+
+
+@custom.workflow("greet_and_write", input=CustomInput)
+async def greet_and_write(run: RunContext, data: CustomInput) -> dict[str, Any]:
+    greeting = await greet(data.name)
+    written = await run.tool(
+        "fs.write", {"path": "greeting.txt", "content": greeting}, caller="agent"
+    )
+    return {"greeting": greeting, "written": written.status}
+
+
+async def test_a_custom_workflow_replays_its_steps_after_approval(
+    gateway: Any, executor: Any, start_runner: Any, bus: Bus, workspace: Path
+) -> None:
+    CALLS.clear()
+    await start_runner(apps=(custom,))
+    reply = await bus.request(
+        WORKFLOWS_START, StartRequest(workflow="greet_and_write", input={"name": "Ada"})
+    )
+    run = await wait_status(bus, reply.run_id, "waiting_approval", "failed")
+    await bus.request(
+        WORKFLOWS_RESUME,
+        ResumeRequest(run_id=reply.run_id, decisions={f"{reply.run_id}:1": "approve"}),
+    )
+
+    run = await wait_status(bus, reply.run_id, "finished", "failed")
+    assert run.result == {"greeting": "hello Ada", "written": "completed"}
+    assert CALLS == ["Ada"]  # replayed from the record, not called again
+    assert (workspace / "greeting.txt").read_text(encoding="utf-8") == "hello Ada"
+    assert [(s.name, s.kind) for s in run.steps] == [
+        ("greet", "function"),
+        ("tool:fs.write", "tool"),
+    ]

@@ -1,0 +1,121 @@
+"""The CLI plugins as a person uses them: processes against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.jetstream import declare_all
+from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
+from agentbus.interfaces.metadata import new_id
+from agentbus.maintainer.audit import now, record
+from agentbus.maintainer.escalations import EscalationStore
+from agentbus.maintainer.testing import SAMPLE
+
+AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
+
+
+def agentbus(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AGENTBUS, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_check_validates_a_context(tmp_path: Path) -> None:
+    done = agentbus("maintainer", "--component", str(SAMPLE), "--check")
+    assert (done.returncode, done.stdout.strip()) == (0, "sample-greeter 1.0.0: context/ is valid")
+    broken = agentbus("maintainer", "--component", str(tmp_path), "--check")
+    assert broken.returncode == 2
+    assert "context.json is missing: every component needs context/context.json" in broken.stderr
+
+
+async def test_list_show_reject_and_a_refused_approval(bus: Bus, nats_url: str) -> None:
+    component = f"cli-{new_id()[:6]}"
+    escalation = await EscalationStore(bus).create(
+        Escalation(
+            id=new_id()[:12],
+            component=component,
+            reason="a breaking change of model.catalog",
+            rule="breaking change",
+            event="interface.changed",
+            payload={"interface": "model.catalog"},
+            resume="code-change",
+            created_at=now(),
+        )
+    )
+    url = ("--nats-url", nats_url)
+    listed = agentbus(*url, "escalations", "list", "--component", component, "--status", "open")
+    assert escalation.id in listed.stdout
+    assert "a breaking change of model.catalog" in listed.stdout
+    shown = agentbus(*url, "escalations", "show", escalation.id, "--json")
+    assert json.loads(shown.stdout)["payload"] == {"interface": "model.catalog"}
+
+    rejected = agentbus(*url, "escalations", "reject", escalation.id, "--by", "grace")
+    assert rejected.stdout.strip() == f"escalation {escalation.id} of {component}: rejected"
+    again = agentbus(*url, "escalations", "approve", escalation.id)
+    assert again.returncode == 2
+    assert f"escalation {escalation.id} is rejected; only open can become approved" in again.stderr
+    unknown = agentbus(*url, "escalations", "show", "no-such-id")
+    assert unknown.returncode == 2
+    assert "no escalation with id 'no-such-id'" in unknown.stderr
+    kept, _ = await EscalationStore(bus).find(escalation.id)
+    assert (kept.status, kept.resolved_by) == ("rejected", "grace")
+    assert (
+        agentbus(
+            *url, "escalations", "list", "--component", component, "--status", "open"
+        ).stdout.strip()
+        == "no escalations"
+    )
+
+
+async def test_decisions_lists_and_follows(bus: Bus, nats_url: str) -> None:
+    component = f"cli-{new_id()[:6]}"
+
+    def decision(summary: str) -> MaintainerDecision:
+        return MaintainerDecision(
+            id=new_id(),
+            component=component,
+            event="dependency.updated",
+            event_id=new_id(),
+            summary=summary,
+            action="ignore",
+            reason="the event does not concern this component",
+            rule="builtin:unrelated",
+            outcome="ignored",
+            at=now(),
+        )
+
+    await declare_all(bus.js)  # what any service does at start
+    await record(bus, decision("numpy 2.0.0 -> 2.0.1 (patch)"))
+    listed = agentbus("--nats-url", nats_url, "decisions", "--component", component)
+    assert "numpy 2.0.0 -> 2.0.1 (patch)" in listed.stdout
+    assert "builtin:unrelated" in listed.stdout
+
+    follow = await asyncio.create_subprocess_exec(
+        *AGENTBUS, "--nats-url", nats_url, "decisions", "--component", component, "--follow",
+        "--json", stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert follow.stdout is not None
+        for _ in range(100):  # until the subscription is in place
+            await record(bus, decision("httpx 0.27.0 -> 0.27.1 (patch)"))
+            try:
+                line = await asyncio.wait_for(follow.stdout.readline(), 0.2)
+            except TimeoutError:
+                continue
+            assert json.loads(line)["summary"] == "httpx 0.27.0 -> 0.27.1 (patch)"
+            break
+        else:
+            raise AssertionError("--follow printed nothing")
+    finally:
+        follow.terminate()
+        await follow.wait()

@@ -1,0 +1,374 @@
+"""The maintainers demo (issue 6): every component's maintainer hears three broadcasts.
+
+    python examples/maintainers/demo.py
+
+Brings up a local cluster with ``agentbus up`` on an embedded nats-server: the model
+gateway, the tool executor and the workflow runner (those that are installed), and one
+maintainer per component (``maintainer-<name>``, over a scratch git copy of its context,
+so the demo never touches this repository) plus one for a scratch git copy of
+``examples/maintainers/sample-component``. Then broadcasts a compatible interface change,
+a breaking one and a patch dependency update, prints every maintainer's decision as it
+is recorded, and waits for the sample's patch update to be tested on the old and the new
+version and promoted blue -> green (the sample is a service: each version runs as
+processes from a git worktree at its commit, ``agentbus.framework.deploy``), and for the
+breaking change to be escalated. Prints a
+summary (``agentbus decisions``, ``agentbus escalations list``, the deployment record)
+and stops the cluster with Ctrl-C (SIGINT), checking that no process is left.
+
+No model is configured (no provider keys reach the gateway), so ``ask-model`` decisions
+escalate; packages come from a local folder of wheels (offline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import git
+from nats.aio.msg import Msg
+
+from agentbus.framework import Bus, BusError, ConfigError, Settings, load_service
+from agentbus.framework.jetstream import EVENTS
+from agentbus.interfaces import Source
+from agentbus.interfaces.catalog.maintenance import (
+    DEPENDENCY_UPDATED,
+    DependencyUpdated,
+    MaintainerDecision,
+)
+from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
+from agentbus.interfaces.message import BusMessage, Interface
+from agentbus.maintainer.audit import decision_subject
+from agentbus.maintainer.context import ComponentContext
+from agentbus.maintainer.errors import ContextError
+from agentbus.maintainer.promote import BlueGreenPromoter, current_deployment
+from agentbus.maintainer.testing import sample_repository, uv_environment, wheel_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
+SERVICES = {
+    "model-gateway": "agentbus.model_gateway.service:ModelGateway",
+    "tool-executor": "agentbus.tool_executor.service:ToolExecutor",
+    "workflow-runner": "agentbus.workflow_runner.service:WorkflowRunner",
+}
+PROVIDER_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "AGENTBUS_MODELS_FILE",
+)
+SAMPLE = "sample-greeter"
+EVENTS_TO_SEND: list[tuple[str, Interface[Any, Any], BusMessage]] = [
+    (
+        "a patch dependency update: greetlib 1.0.0 -> 1.0.1",
+        DEPENDENCY_UPDATED,
+        DependencyUpdated(package="greetlib", from_version="1.0.0", to_version="1.0.1"),
+    ),
+    (
+        "a compatible interface change: sample.greet 1.0.0 -> 1.1.0",
+        INTERFACE_CHANGED,
+        InterfaceChanged(
+            interface="sample.greet",
+            old_version="1.0.0",
+            new_version="1.1.0",
+            compatibility="compatible",
+            reasons=["field_added: /properties/language (optional)"],
+            component=SAMPLE,
+        ),
+    ),
+    (
+        "a breaking interface change: model.catalog 1.0.0 -> 2.0.0",
+        INTERFACE_CHANGED,
+        InterfaceChanged(
+            interface="model.catalog",
+            old_version="1.0.0",
+            new_version="2.0.0",
+            compatibility="breaking",
+            reasons=["field_removed: /properties/source"],
+            component="model-gateway",
+        ),
+    ),
+]
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def agentbus(*args: str, env: dict[str, str]) -> str:
+    print(f"$ agentbus {' '.join(args)}", flush=True)
+    wide = {**env, "COLUMNS": env.get("COLUMNS", "160")}
+    done = subprocess.run([*AGENTBUS, *args], env=wide, text=True, capture_output=True, check=False)
+    print(done.stdout, end="", flush=True)
+    if done.returncode != 0:
+        raise SystemExit(f"`agentbus {args[0]}` failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def scratch_components(scratch: Path) -> list[Path]:
+    """Copies of the real components' context/ and pyproject.toml in a scratch git repository,
+    so that no maintainer of the demo can touch this repository."""
+    root = scratch / "components-repo"
+    folders = []
+    for source in sorted((ROOT / "components").iterdir()):
+        if not (source / "context").is_dir():
+            continue
+        target = root / source.name
+        shutil.copytree(source / "context", target / "context")
+        if (source / "pyproject.toml").is_file():
+            shutil.copy2(source / "pyproject.toml", target / "pyproject.toml")
+        folders.append(target)
+    files = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+    repo = git.Repo.init(root)
+    repo.index.add(files)
+    who = git.Actor("demo", "demo@example.invalid")
+    repo.index.commit("components for the demo", author=who, committer=who)
+    return folders
+
+
+def cluster_file(scratch: Path, sample: Path) -> tuple[Path, list[str]]:
+    """The cluster: installed services, and a maintainer per component with a valid context/."""
+    lines = ['[nats]\nurl = ""\nport = 0\n']
+    for name, target in SERVICES.items():
+        try:
+            load_service(target)
+        except ConfigError as exc:
+            print(f"(skipping {name}: {exc})")
+            continue
+        lines.append(f'[[service]]\nname = "{name}"\ntarget = "{target}"\n')
+    maintained = []
+    for folder in [*scratch_components(scratch), sample]:
+        try:
+            component = ComponentContext.load(folder)
+        except ContextError as exc:
+            print(f"(no maintainer for {folder.name}: {exc})")
+            continue
+        maintained.append(component.name)
+        lines.append(
+            f'[[service]]\nname = "maintainer-{component.name}"\n'
+            'target = "agentbus.maintainer.service:Maintainer"\n'
+            f'env = {{ AGENTBUS_MAINTAINER_COMPONENT = "{folder}" }}\n'
+        )
+    path = scratch / "agentbus.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path, maintained
+
+
+async def wait_for_maintainers(bus: Bus, names: list[str], timeout: float = 90.0) -> None:
+    """Until every maintainer's durable consumers exist (events before that would be missed)."""
+    deadline = time.monotonic() + timeout
+    missing = list(names)
+    while missing and time.monotonic() < deadline:
+        still = []
+        for name in missing:
+            try:
+                await bus.js.consumer_info(EVENTS.name, f"maintainer-{name}__interface_changed")
+                await bus.js.consumer_info(EVENTS.name, f"maintainer-{name}__dependency_updated")
+            except Exception:
+                still.append(name)
+        missing = still
+        if missing:
+            await asyncio.sleep(0.3)
+    if missing:
+        raise SystemExit(f"maintainers did not start within {timeout:.0f}s: {missing}")
+
+
+async def greet(bus: Bus) -> str:
+    """What the live sample service answers (through its queue group: the serving color)."""
+    reply = await bus.request_raw("agentbus.sample.greet.v1", b'{"name": "Ada"}', timeout=10)
+    answer = json.loads(reply.data)
+    return f"{answer['greeting']!r} (version {answer['version']})"
+
+
+def show(record: MaintainerDecision) -> None:
+    colour = {"ignore": "2", "act": "32", "escalate": "33"}[record.action]
+    print(
+        f"  \033[{colour}m{record.component:<16}\033[0m {record.event:<19} "
+        f"{record.action:>8} / {record.outcome:<11} [{record.rule}] {record.reason}",
+        flush=True,
+    )
+    report = record.details.get("report")
+    if record.outcome in ("promoted", "escalated") and isinstance(report, dict):
+        matrix = report["matrix"]
+        assert isinstance(matrix, dict)
+        tests = matrix["tests"]
+        assert isinstance(tests, dict)
+        print(f"{'':>19}tests on the old and the new version ({report['title']}):")
+        for test, outcome in tests.items():
+            assert isinstance(outcome, dict)
+            print(f"{'':>21}{outcome['old']:>7} -> {outcome['new']:<7} {test}")
+    if record.outcome == "promoted":
+        previous = record.details.get("previous") or {}
+        assert isinstance(previous, dict)
+        print(
+            f"{'':>19}promoted {previous.get('color')} {previous.get('version')} -> "
+            f"{record.details['color']} {record.details['version']} "
+            f"(commit {str(record.details['commit'])[:8]})",
+            flush=True,
+        )
+
+
+async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict[str, Any]:
+    async with Bus(settings, Source("demo", "demo")) as bus:
+        await wait_for_maintainers(bus, maintained)
+        with git.Repo(sample.parent) as repo:
+            base = repo.head.commit.hexsha
+        config = json.loads((sample / "context" / "agent-config.json").read_text())
+        seed = BlueGreenPromoter(
+            bus, component_dir=sample, service=config["service"], data_dir=settings.data_dir
+        )
+        say(f"deploying {SAMPLE} 1.0.0 (blue/green: processes from a worktree at {base[:8]})")
+        running = await seed.promote(SAMPLE, base, "1.0.0")
+        print(f"{SAMPLE} 1.0.0 is live as {running.color}; sample.greet says {await greet(bus)}")
+
+        records: list[MaintainerDecision] = []
+        changed = asyncio.Event()
+
+        async def on_decision(msg: Msg) -> None:
+            record = MaintainerDecision.model_validate_json(msg.data)
+            records.append(record)
+            show(record)
+            changed.set()
+
+        await bus.nc.subscribe(decision_subject(None), cb=on_decision)
+        await bus.nc.flush()
+
+        say("three broadcasts; every maintainer decides for its own component, in parallel")
+        event_ids = []
+        for title, interface, message in EVENTS_TO_SEND:
+            print(f"-> {title}", flush=True)
+            metadata = bus.metadata(interface)
+            await bus.publish(interface, message, metadata=metadata)
+            event_ids.append(metadata.message_id)
+            if interface is DEPENDENCY_UPDATED:  # let the sample start on the patch first
+                while not any(
+                    r.event_id == metadata.message_id and r.component == SAMPLE for r in records
+                ):
+                    changed.clear()
+                    await asyncio.wait_for(changed.wait(), 60)
+
+        def finished() -> bool:
+            first = {(r.component, r.event_id) for r in records if r.event_id in event_ids}
+            sample_results = [
+                r
+                for r in records
+                if r.component == SAMPLE
+                and (r.outcome in ("promoted", "failed") or "report" in r.details)
+            ]
+            return len(first) >= len(maintained) * len(event_ids) and len(sample_results) >= 2
+
+        deadline = time.monotonic() + 180
+        while not finished():
+            if time.monotonic() > deadline:
+                raise SystemExit("the maintainers did not finish within 180 s")
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), 5)
+            except TimeoutError:
+                continue
+        deployment = await current_deployment(bus, SAMPLE)
+        print(f"\nsample.greet now says {await greet(bus)}")
+        # The deployed processes outlive the cluster (as deployments do): stop them here.
+        for slot in (deployment or {}, (deployment or {}).get("previous") or {}):
+            if slot.get("runtime"):
+                await seed.backend.stop(slot["runtime"], grace=5)
+        await seed.backend.stop_started(grace=5)
+        return {"records": records, "deployment": deployment, "event_ids": event_ids}
+
+
+def summary(result: dict[str, Any], maintained: list[str]) -> None:
+    records: list[MaintainerDecision] = result["records"]
+    say("summary")
+    first = [r for r in records if r.event_id in result["event_ids"]]
+    by_component: dict[str, list[str]] = {}
+    for record in first:
+        by_component.setdefault(record.component, []).append(f"{record.action}/{record.outcome}")
+    for name in maintained:
+        print(f"  {name:<16} {', '.join(by_component.get(name, []))}")
+    deployment = result["deployment"] or {}
+    previous = deployment.get("previous") or {}
+    print(
+        f"\n  {SAMPLE} deployment: {deployment.get('color')} {deployment.get('version')} "
+        f"(commit {str(deployment.get('commit'))[:8]}), previous {previous.get('color')} "
+        f"{previous.get('version')}"
+    )
+    promoted = [r for r in records if r.component == SAMPLE and r.outcome == "promoted"]
+    escalated = [r for r in first if r.action == "escalate"]
+    print(f"  promoted changes of {SAMPLE}: {len(promoted)}; escalations: {len(escalated)}")
+    if not any("greetlib" in r.summary for r in promoted):
+        raise SystemExit("the patch update was not promoted")
+    if not any(r.component == SAMPLE and "model.catalog" in r.summary for r in escalated):
+        raise SystemExit("the breaking change was not escalated")
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it has stopped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state != "Z"
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="agentbus-maintainers-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
+        env.pop("AGENTBUS_NATS_URL", None)
+        env["AGENTBUS_DATA_DIR"] = str(scratch / "agentbus")
+        env.update(uv_environment(wheel_folder(scratch / "wheels")))
+        sample = sample_repository(scratch / "sample-repo", name=SAMPLE)
+        path, maintained = cluster_file(scratch, sample)
+        say(f"agentbus up: services and {len(maintained)} maintainers on embedded NATS")
+        print(f"scratch git copy of the sample component: {sample}")
+        up = subprocess.Popen([*AGENTBUS, "up", "-f", str(path)], env=env)
+        result: dict[str, Any] = {}
+        try:
+            url_file = scratch / "agentbus" / "nats.url"
+            for _ in range(300):
+                if url_file.is_file():
+                    break
+                time.sleep(0.1)
+            settings = Settings(
+                nats_url=url_file.read_text().strip(), data_dir=scratch / "agentbus"
+            )
+            os.environ.update(uv_environment(scratch / "wheels"))
+            result = asyncio.run(drive(settings, maintained, sample))
+            summary(result, maintained)
+            say("the same, through the CLI")
+            agentbus("decisions", "--component", SAMPLE, env=env)
+            agentbus("escalations", "list", env=env)
+        except (BusError, KeyboardInterrupt):
+            raise
+        finally:
+            say("Ctrl-C: services stop first, NATS last")
+            up.send_signal(signal.SIGINT)
+            code = up.wait(60)
+            print(f"agentbus up exited with {code}")
+        deployment = result["deployment"] or {}
+        deployed = [
+            pid
+            for slot in (deployment, deployment.get("previous") or {})
+            for pid in (slot.get("runtime") or {}).get("pids", [])
+        ]
+        left = [pid for pid in [up.pid, *deployed] if alive(pid)]
+        if left:
+            raise SystemExit(f"processes left behind: {left}")
+        log = json.dumps({"maintainers": maintained})
+        print(f"done: {log}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from runner_helpers import FakeModel, Received, answer, messages, tool_results, wait_status
@@ -141,3 +142,42 @@ async def test_reflection_revises_until_the_critic_approves(
         "approved": True,
     }
     assert [s.name for s in run.steps] == ["draft", "critique", "revise", "critique"]
+
+
+async def test_code_change_keeps_its_tools_inside_the_component_folder(
+    stack: Any, bus: Bus, fake_model: FakeModel, workspace: Path
+) -> None:
+    component = workspace / "component"
+    component.mkdir()
+    (component / "app.py").write_text("VALUE = 'old'\n", encoding="utf-8")
+    refusals: list[str] = []
+
+    def escape_then_edit(received: Received) -> Any:
+        done = tool_results(received)
+        if not done:  # notes.txt is in the executor's roots, but outside this run's folder
+            return answer(received, "", [("c1", "fs_read", {"path": "../notes.txt"})])
+        if len(done) == 1:
+            refusals.append(str(done[0]["content"]))
+            edit = {"path": "app.py", "search": "old", "replace": "new"}
+            return answer(received, "", [("c2", "fs_edit", edit)])
+        return answer(received, "Renamed old to new.")
+
+    fake_model.brain = escape_then_edit
+    reply = await bus.request(
+        WORKFLOWS_START,
+        StartRequest(
+            workflow="code-change",
+            input={
+                "component": "sample",
+                "root": str(component),
+                "instructions": "Rename old to new.",
+                "model": "fast",
+            },
+        ),
+    )
+    run = await wait_status(bus, reply.run_id, "finished", "failed")
+
+    assert run.status == "finished", run.error
+    assert (component / "app.py").read_text(encoding="utf-8") == "VALUE = 'new'\n"
+    assert "outside the folder this run may change" in refusals[0]
+    assert [s.name for s in run.steps if s.name.startswith("tool:")] == ["tool:fs.edit"]

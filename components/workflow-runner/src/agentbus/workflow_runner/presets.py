@@ -1,4 +1,4 @@
-"""Preset workflows: ``tool_loop``, ``react`` and ``reflection``.
+"""Preset workflows: ``tool_loop``, ``react``, ``reflection`` and ``code-change``.
 
 ``tool_loop`` is the agent loop: the model answers or calls tools; the calls run
 through the tool executor under the caller's policy; the results go back to the
@@ -28,6 +28,7 @@ from agentbus.interfaces.catalog.model import (
     UserMessage,
 )
 from agentbus.workflow_runner import context_window
+from agentbus.workflow_runner.confine import Confinement
 from agentbus.workflow_runner.definition import WorkflowApp
 from agentbus.workflow_runner.errors import RunFailed
 from agentbus.workflow_runner.steps import RunContext
@@ -148,11 +149,21 @@ async def _model_and_budget(run: RunContext, data: ToolLoopInput) -> tuple[str, 
     return model, budget
 
 
-async def tool_loop(run: RunContext, data: ToolLoopInput, system: str = TOOL_LOOP_SYSTEM) -> Any:
-    """The agent loop: model, tools, results, until a stop condition."""
+async def tool_loop(
+    run: RunContext,
+    data: ToolLoopInput,
+    system: str = TOOL_LOOP_SYSTEM,
+    *,
+    confine_to: str | None = None,
+) -> Any:
+    """The agent loop: model, tools, results, until a stop condition.
+
+    ``confine_to`` keeps every path argument of the tools under that folder.
+    """
     run.set_timeout(data.timeout)
     model, context_budget = await _model_and_budget(run, data)
     definitions, names = await _tools(run, data)
+    confine = Confinement.of(confine_to, definitions) if confine_to else None
     stop_tools = set(data.stop_on_tools)
     messages: list[Message] = [
         SystemMessage(content=data.system or system),
@@ -185,7 +196,9 @@ async def tool_loop(run: RunContext, data: ToolLoopInput, system: str = TOOL_LOO
         if not reply.message.tool_calls:
             stop = "no_tool_calls"
         else:
-            messages += await run.tool_calls(reply.message.tool_calls, names, caller=data.caller)
+            messages += await run.tool_calls(
+                reply.message.tool_calls, names, caller=data.caller, confine=confine
+            )
             calls += len(reply.message.tool_calls)
             if any(names.get(c.name) in stop_tools for c in reply.message.tool_calls):
                 stop = "tool_called"
@@ -286,3 +299,54 @@ async def reflection(run: RunContext, data: ReflectionInput) -> Any:
         answer = revised.message.text
         rounds.append({"critique": text, "revision": answer})
     return {"answer": answer, "rounds": rounds, "approved": False}
+
+
+CODE_CHANGE_TOOLS = [
+    "fs.read", "fs.write", "fs.edit", "fs.list", "fs.glob", "fs.grep",
+    "git.status", "git.diff", "python.test",
+]  # fmt: skip
+
+CODE_CHANGE_SYSTEM = (
+    "You maintain one software component. Change its code as instructed, using only the "
+    "tools offered and only paths under the component's folder. Run its tests with "
+    "python.test until they pass, then answer with a short report of what you changed and "
+    "call no more tools. Do not commit: the maintainer tests and commits the change."
+)
+
+
+class CodeChangeInput(_Closed):
+    """What the maintainer asks for after an approved escalation."""
+
+    component: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    root: str = Field(min_length=1, description="The only folder the run's tools may touch.")
+    instructions: str = Field(min_length=1)
+    test_command: list[str] = Field(
+        default_factory=list, description="How the maintainer will test the change."
+    )
+    model: str | None = None
+    caller: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    max_turns: int = Field(default=40, gt=0, le=500)
+    timeout: float = Field(default=1800.0, gt=0)
+
+
+@presets.workflow("code-change", input=CodeChangeInput)
+async def code_change(run: RunContext, data: CodeChangeInput) -> Any:
+    """A tool loop that edits one component's folder and runs its tests (for maintainers)."""
+    testing = (
+        f" The maintainer will then run: {' '.join(data.test_command)}."
+        if (data.test_command)
+        else ""
+    )
+    prompt = (
+        f"{data.instructions}\n\nComponent: {data.component}. Its folder is {data.root}; "
+        f"every path you use must be under it.{testing}"
+    )
+    loop = ToolLoopInput(
+        prompt=prompt,
+        model=data.model,
+        tools=CODE_CHANGE_TOOLS,
+        caller=data.caller,
+        max_turns=data.max_turns,
+        timeout=data.timeout,
+    )
+    return await tool_loop(run, loop, system=CODE_CHANGE_SYSTEM, confine_to=data.root)

@@ -60,6 +60,7 @@ from agentbus.interfaces.catalog.workflows import (
     ToolResult,
 )
 from agentbus.interfaces.error_reply import ErrorCode
+from agentbus.workflow_runner.confine import Confinement, OutsideRoot
 from agentbus.workflow_runner.errors import (
     Cancelled,
     LeaseLost,
@@ -423,8 +424,12 @@ class RunContext:
         tool_names: dict[str, str] | None = None,
         *,
         caller: str | None = None,
+        confine: Confinement | None = None,
     ) -> list[ToolResultMessage]:
         """Run a model's tool calls in order; ``tool_names`` maps model names to executor names.
+
+        With ``confine``, path arguments are resolved under its root and a call that
+        reaches outside is refused to the model (see :mod:`.confine`).
 
         Every call is tried before the run parks, so one approval round covers all the calls
         of a turn that need a decision.
@@ -434,22 +439,25 @@ class RunContext:
         pending: list[PendingApproval] = []
         for call in calls:
             tool = names.get(call.name)
+            refusal = None
+            arguments = dict(call.arguments)
             if tool is None:
+                refusal = f"there is no tool named {call.name!r}; use one of the tools offered"
+            elif confine is not None:
+                try:
+                    arguments = confine.apply(call.name, arguments)
+                except OutsideRoot as outside:
+                    refusal = str(outside)
+            if tool is None or refusal is not None:
                 self._next += 1  # keep indices stable: a refused call is still a step slot
                 results.append(
                     ToolResultMessage(
-                        tool_call_id=call.id,
-                        name=call.name,
-                        content=f"there is no tool named {call.name!r}; use one of the tools "
-                        "offered",
-                        is_error=True,
+                        tool_call_id=call.id, name=call.name, content=str(refusal), is_error=True
                     )
                 )
                 continue
             try:
-                outcome = await self.tool(
-                    tool, dict(call.arguments), caller=caller, tool_call_id=call.id
-                )
+                outcome = await self.tool(tool, arguments, caller=caller, tool_call_id=call.id)
             except Suspended as suspended:
                 pending += suspended.pending
                 continue

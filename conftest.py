@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-for folder in sorted([ROOT / "tests", *ROOT.glob("*/tests"), *ROOT.glob("components/*/tests")]):
+TEST_FOLDERS = [
+    ROOT / "tests",
+    *ROOT.glob("tests/*/"),  # tests/docker, ...
+    *ROOT.glob("*/tests"),
+    *ROOT.glob("components/*/tests"),
+]
+for folder in sorted(TEST_FOLDERS):
     if folder.is_dir() and str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

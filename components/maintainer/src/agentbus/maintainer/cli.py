@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from agentbus.framework.bus import Bus, resolve_nats_url
-from agentbus.framework.cli.common import console, options, run, with_bus
+from agentbus.framework.cli.common import console, options, print_json_lines, run, with_bus
 from agentbus.framework.embedded import EmbeddedNats
 from agentbus.framework.errors import ConfigError
 from agentbus.framework.runner import serve
@@ -96,8 +95,7 @@ def decisions(
 
     rows = run(with_bus(options(ctx), work))
     if as_json:
-        for row in rows:
-            console.print(json.dumps(row), markup=False, soft_wrap=True)
+        print_json_lines(rows)
         return
     if not rows:
         console.print("no decisions yet")

@@ -22,6 +22,7 @@ from agentbus.framework.cli.common import (
     options,
     parse_json,
     print_json,
+    print_json_lines,
     run,
     with_bus,
 )
@@ -224,8 +225,7 @@ def deadletters_list(
 
     rows = run(with_bus(options(ctx), work))
     if as_json:
-        for row in rows:
-            console.print(json.dumps(row), markup=False, soft_wrap=True)
+        print_json_lines(rows)
         return
     if not rows:
         console.print("no dead letters")

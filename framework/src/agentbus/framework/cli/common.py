@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,6 +88,12 @@ def parse_json(text: str, what: str = "payload") -> Any:
         raise ConfigError(
             f"the {what} is not valid JSON ({exc.msg} at column {exc.colno})"
         ) from None
+
+
+def print_json_lines(rows: Iterable[Any]) -> None:
+    """One JSON document per line, unwrapped: for ``--json`` listings that scripts read."""
+    for row in rows:
+        console.print(json.dumps(row, default=str), markup=False, soft_wrap=True)
 
 
 def print_json(value: Any) -> None:

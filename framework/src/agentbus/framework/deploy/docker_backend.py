@@ -1,0 +1,243 @@
+"""A blue/green backend that runs each version as containers (Docker SDK for Python).
+
+For a release, :class:`DockerBackend` builds an image for the candidate commit: the
+commit's files (``git archive``) on top of a runtime image that holds the framework
+and the dependencies (``agentbus/agentbus`` by default), with the commit's
+``python_paths`` first on ``PYTHONPATH`` (what :class:`LocalBackend` does with a
+worktree). It then runs ``agentbus serve <target> --instance <id>`` containers, one
+per replica, named after their instance ids, on the cluster's network. The image is
+built once per commit (tag ``<image_repo>:<component>-<sha12>``); a rollback that
+restarts a stopped version reuses it. Needs the ``docker`` extra
+(``pip install agentbus-framework[docker]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import posixpath
+import subprocess
+import tarfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentbus.framework.deploy.backend import Backend, Release, Running
+from agentbus.framework.deploy.state import Color
+from agentbus.framework.errors import ConfigError, DeployError
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+LABEL = "io.agentbus.deploy"
+"""Label on every image and container this backend makes (value: the component)."""
+
+
+def _archive(repo: Path, commit: str, dockerfile: str) -> bytes:
+    """The commit's tree as a tar build context, with ``Dockerfile`` added at its root."""
+    try:
+        tree = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", commit],
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise DeployError("git is not installed; the docker backend needs it") from exc
+    if tree.returncode != 0:
+        raise DeployError(f"git archive {commit} failed in {repo}: {tree.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(tree.stdout), mode="r") as source:
+        names = set(source.getnames())
+    if "Dockerfile" in names:  # the commit's own Dockerfile is not the one we build
+        raise DeployError(
+            f"{commit[:12]} has a top-level Dockerfile; the docker backend adds its own"
+        )
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(tree.stdout), mode="r") as source,
+        tarfile.open(fileobj=out, mode="w") as context,
+    ):
+        for member in source.getmembers():
+            context.addfile(member, source.extractfile(member) if member.isfile() else None)
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        context.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+class DockerBackend(Backend):
+    """Runs versions as containers of an image built for each commit."""
+
+    def __init__(
+        self,
+        repo: Path,
+        *,
+        nats_url: str,
+        runtime_image: str = "agentbus/agentbus:latest",
+        image_repo: str = "agentbus/release",
+        network: str | None = None,
+        python_paths: Sequence[str] = (".",),
+        env: Mapping[str, str] | None = None,
+        client: DockerClient | None = None,
+    ) -> None:
+        """``nats_url`` as the containers reach it (e.g. ``nats://nats:4222`` on ``network``);
+        ``python_paths`` are relative to the checkout, as for :class:`LocalBackend`."""
+        if ":" in image_repo.rsplit("/", 1)[-1]:
+            raise ConfigError(f"image_repo {image_repo!r} must not have a tag; tags are commits")
+        self.repo = repo.resolve()
+        self.nats_url = nats_url
+        self.runtime_image = runtime_image
+        self.image_repo = image_repo
+        self.network = network
+        self.python_paths = tuple(python_paths)
+        self.env = dict(env or {})
+        self._client = client
+
+    @property
+    def client(self) -> DockerClient:
+        if self._client is None:
+            try:
+                import docker
+            except ImportError as exc:
+                raise ConfigError(
+                    "the docker backend needs the Docker SDK: "
+                    "pip install 'agentbus-framework[docker]'"
+                ) from exc
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                raise DeployError(f"no Docker engine answers: {exc}") from exc
+        return self._client
+
+    def image_tag(self, component: str, commit: str) -> str:
+        return f"{self.image_repo}:{component}-{commit[:12]}"
+
+    async def start(self, release: Release, color: Color) -> Running:
+        commit = await asyncio.to_thread(self._resolve, release.commit)
+        image = await asyncio.to_thread(self._ensure_image, release.component, commit)
+        name = f"{release.component}-{color}-{commit[:12]}"
+        instances = tuple(f"{name}-{i}" for i in range(release.replicas))
+        containers: list[str] = []
+        try:
+            for instance in instances:  # one by one: on a failure, those started are stopped
+                started = await asyncio.to_thread(
+                    self._run, release, color, instance, image, commit
+                )
+                containers.append(started)
+        except DeployError:
+            await self.stop({"containers": containers}, grace=0)
+            raise
+        runtime = {
+            "backend": "docker",
+            "image": image,
+            "containers": containers,
+            "instances": list(instances),
+        }
+        return Running(release, color, commit, instances, runtime)
+
+    def _resolve(self, ref: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(self.repo), "rev-parse", f"{ref}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise DeployError(f"git rev-parse {ref} failed in {self.repo}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def _ensure_image(self, component: str, commit: str) -> str:
+        import docker.errors
+
+        tag = self.image_tag(component, commit)
+        try:
+            self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            pass
+        else:
+            return tag
+        paths = ":".join(posixpath.normpath(f"/srv/release/{p}") for p in self.python_paths)
+        dockerfile = (
+            f"FROM {self.runtime_image}\n"
+            f"LABEL {LABEL}={component} io.agentbus.commit={commit}\n"
+            "COPY . /srv/release/\n"
+            f"ENV PYTHONPATH={paths}\n"
+            "WORKDIR /srv/release\n"
+        )
+        context = _archive(self.repo, commit, dockerfile)
+        try:
+            self.client.images.build(
+                fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True, pull=False
+            )
+        except (docker.errors.BuildError, docker.errors.APIError) as exc:
+            raise DeployError(f"cannot build {tag} from {self.runtime_image}: {exc}") from exc
+        return tag
+
+    def _run(self, release: Release, color: Color, instance: str, image: str, commit: str) -> str:
+        import docker.errors
+
+        environment = {
+            **self.env,
+            **release.env,
+            "AGENTBUS_NATS_URL": self.nats_url,
+            "AGENTBUS_INSTANCE": instance,
+            "AGENTBUS_DEPLOY_COMPONENT": release.component,
+            "AGENTBUS_DEPLOY_COLOR": color,
+        }
+        try:
+            container = self.client.containers.run(
+                image,
+                command=["serve", release.target, "--instance", instance],
+                name=instance,
+                hostname=instance,
+                environment=environment,
+                network=self.network,
+                labels={
+                    LABEL: release.component,
+                    "io.agentbus.color": color,
+                    "io.agentbus.commit": commit,
+                },
+                detach=True,
+            )
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot start container {instance} from {image}: {exc}") from exc
+        container_id: str = container.id or instance
+        return container_id
+
+    async def alive(self, runtime: Mapping[str, Any]) -> bool:
+        return await asyncio.to_thread(self._alive, list(runtime.get("containers", ())))
+
+    def _alive(self, containers: list[str]) -> bool:
+        import docker.errors
+
+        for container_id in containers:
+            try:
+                container = self.client.containers.get(container_id)
+            except docker.errors.NotFound:
+                return False
+            if container.status != "running":
+                return False
+        return True
+
+    async def stop(self, runtime: Mapping[str, Any], *, grace: float = 10.0) -> None:
+        """SIGTERM (the service drains), SIGKILL after ``grace`` seconds, then remove."""
+        containers = list(runtime.get("containers", ()))
+        await asyncio.gather(*(asyncio.to_thread(self._stop, c, grace) for c in containers))
+
+    def _stop(self, container_id: str, grace: float) -> None:
+        import docker.errors
+
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return
+        try:
+            container.stop(timeout=max(0, round(grace)))
+            container.remove(force=True, v=True)  # with its anonymous volumes
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise DeployError(f"cannot stop container {container_id[:12]}: {exc}") from exc
+
+
+__all__ = ["DockerBackend"]

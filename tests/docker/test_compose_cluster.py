@@ -1,0 +1,255 @@
+"""The compose cluster in a real Docker engine: health, the host CLI, maintainers, scaling,
+a killed runner, a NATS restart, Prometheus. One cluster for the module, in this order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from docker_helpers import ROOT, SERVICES, Cluster, all_compose_commands, docker, wait_for
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.config import Settings
+from agentbus.interfaces.catalog.workflows import (
+    WORKFLOWS_GET,
+    WORKFLOWS_START,
+    GetRequest,
+    RunInfo,
+    StartRequest,
+)
+from agentbus.interfaces.metadata import Source
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
+
+
+@pytest.fixture
+async def bus(cluster: Cluster) -> AsyncIterator[Bus]:
+    async with Bus(Settings(nats_url=cluster.nats_url), Source("docker-test", "pytest")) as bus:
+        yield bus
+
+
+async def start_hold(bus: Bus, seconds: float) -> str:
+    reply = await bus.request(
+        WORKFLOWS_START, StartRequest(workflow="hold", input={"seconds": seconds})
+    )
+    return reply.run_id
+
+
+async def get_run(bus: Bus, run_id: str) -> RunInfo:
+    return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id), timeout=10)).run
+
+
+async def wait_done(bus: Bus, run_ids: list[str], timeout: float) -> list[RunInfo]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        runs = await asyncio.gather(*(get_run(bus, run_id) for run_id in run_ids))
+        if all(r.status in {"finished", "failed", "cancelled"} for r in runs):
+            return list(runs)
+        if asyncio.get_running_loop().time() > deadline:
+            late = Counter(r.status for r in runs)
+            pytest.fail(f"runs not done within {timeout:.0f} s: {dict(late)}")
+        await asyncio.sleep(1)
+
+
+def hostnames(cluster: Cluster, service: str) -> dict[str, str]:
+    """Hostname (= the instance id) -> container id, of one service's running containers."""
+    return {c["Config"]["Hostname"]: c["Id"] for c in cluster.containers(service)}
+
+
+def test_the_compose_file_is_valid_for_every_compose_command(docker_engine: None) -> None:
+    commands = all_compose_commands()
+    assert commands
+    for command in commands:
+        for profile in ([], ["--profile", "metrics"]):
+            result = subprocess.run(
+                [*command, "-f", "docker-compose.yml", *profile, "config", "--services"],
+                cwd=ROOT,
+                env=Cluster().env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 0, f"{command}: {result.stderr}"
+            services = set(result.stdout.split())
+            assert services >= {"nats", *SERVICES}, (command, services)
+            assert "prometheus" in services or not profile, (command, services)
+
+
+def test_every_service_is_healthy_and_listed_by_agentbus_status(cluster: Cluster) -> None:
+    states = cluster.health()
+    checked = {name: state for name, state in states.items() if state != "none"}
+    assert len(checked) == 8
+    assert set(checked.values()) == {"healthy"}
+
+    found = wait_for(
+        lambda: (s := cluster.status()) and {i["name"] for i in s} >= SERVICES and s,
+        60,
+        "every service in agentbus status",
+    )
+    by_name = Counter(i["name"] for i in found)
+    assert all(by_name[name] == 1 for name in SERVICES), by_name
+    # Instance ids are the containers' hostnames: status maps onto `docker ps` one to one.
+    containers = {c["Config"]["Hostname"] for c in cluster.containers()}
+    assert {i["id"] for i in found} <= containers
+
+    table = cluster.agentbus("status")
+    assert table.returncode == 0, table.stderr
+    assert "workflow-r" in table.stdout
+
+
+def test_a_published_event_reaches_every_maintainer(cluster: Cluster) -> None:
+    marker = f"docker.test{uuid.uuid4().hex[:8]}"
+    event = {
+        "interface": marker,
+        "old_version": "1.0.0",
+        "new_version": "1.1.0",
+        "compatibility": "compatible",
+        "reasons": ["a field was added"],
+    }
+    published = cluster.agentbus("publish", "interface.changed", json.dumps(event))
+    assert published.returncode == 0, published.stderr
+    assert "published to AGENTBUS_EVENTS" in published.stdout
+
+    def decided() -> set[str] | None:
+        result = cluster.agentbus("decisions", "--json", "--limit", "200")
+        rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        components = {r["component"] for r in rows if marker in json.dumps(r)}
+        return components if len(components) == 4 else None
+
+    components = wait_for(decided, 90, "a decision of each of the 4 maintainers", every=2)
+    assert components == {"model-gateway", "tool-executor", "workflow-runner", "maintainer"}
+
+
+async def test_scaled_runners_share_sixty_runs(cluster: Cluster, bus: Bus) -> None:
+    cluster.compose(
+        "up", "-d", "--no-build", "--scale", "workflow-runner=3", "--scale", "model-gateway=2"
+    )
+    cluster.wait_healthy(8 + 3)
+    wait_for(
+        lambda: (
+            len(cluster.instances("workflow-runner")) == 3
+            and len(cluster.instances("model-gateway")) == 2
+        ),
+        90,
+        "3 runners and 2 gateways in agentbus status",
+    )
+    runners = hostnames(cluster, "workflow-runner")
+    assert len(runners) == 3
+
+    run_ids = await asyncio.gather(*(start_hold(bus, 1.0) for _ in range(60)))
+    runs = await wait_done(bus, list(run_ids), timeout=180)
+
+    assert {r.status for r in runs} == {"finished"}
+    spread = Counter(r.replica for r in runs)
+    assert set(spread) == set(runners), spread
+    for run in runs:
+        assert isinstance(run.result, dict)
+        assert run.result["finished_on"] == run.replica
+
+
+def test_prometheus_has_every_service_replica_as_an_up_target(cluster: Cluster) -> None:
+    expected = Counter(
+        c["Config"]["Labels"]["com.docker.compose.service"]
+        for c in cluster.containers()
+        if c["Config"]["Labels"]["com.docker.compose.service"] in SERVICES
+    )
+    assert sum(expected.values()) >= 10  # scaled by the previous test (3 runners, 2 gateways)
+
+    def scraped() -> Counter[str] | None:
+        try:
+            targets = cluster.prometheus("/api/v1/targets")["data"]["activeTargets"]
+        except OSError:
+            return None
+        up = Counter(
+            t["labels"]["service"]
+            for t in targets
+            if t["labels"].get("job") == "agentbus" and t["health"] == "up"
+        )
+        return up if up == expected else None
+
+    assert wait_for(scraped, 120, f"Prometheus targets up: {dict(expected)}", every=3) == expected
+    query = cluster.prometheus("/api/v1/query?query=sum(up%7Bjob%3D%22agentbus%22%7D)")
+    assert float(query["data"]["result"][0]["value"][1]) == sum(expected.values())
+
+
+async def test_a_killed_runner_leaves_its_run_to_another_replica(
+    cluster: Cluster, bus: Bus
+) -> None:
+    runners = hostnames(cluster, "workflow-runner")
+    assert len(runners) >= 2
+    run_id = await start_hold(bus, 20.0)
+
+    async def started_on() -> str:
+        while True:
+            run = await get_run(bus, run_id)
+            if run.steps:
+                return str(run.steps[0].result)
+            await asyncio.sleep(0.2)
+
+    first = await asyncio.wait_for(started_on(), 60)
+    assert first in runners
+    killed_at = time.monotonic()
+    docker("kill", runners[first])
+
+    [run] = await wait_done(bus, [run_id], timeout=120)
+    assert run.status == "finished", run.error
+    assert isinstance(run.result, dict)
+    assert run.result["started_on"] == first
+    assert run.result["finished_on"] != first
+    assert run.result["finished_on"] in runners
+    assert run.attempts >= 2
+    assert time.monotonic() - killed_at < 60
+
+
+async def test_a_nats_restart_loses_no_durable_event_or_run(cluster: Cluster) -> None:
+    settings = Settings(nats_url=cluster.nats_url)
+    async with Bus(settings, Source("docker-test", "before")) as bus:
+        run_id = await start_hold(bus, 8.0)
+        marker = f"docker.restart{uuid.uuid4().hex[:8]}"
+        published = cluster.agentbus(
+            "publish",
+            "interface.changed",
+            json.dumps(
+                {
+                    "interface": marker,
+                    "old_version": "1.0.0",
+                    "new_version": "1.0.1",
+                    "compatibility": "none",
+                }
+            ),
+        )
+        assert published.returncode == 0, published.stderr
+        before = await bus.js.stream_info("AGENTBUS_EVENTS")
+
+    [nats] = cluster.containers("nats")
+    docker("restart", "--time", "10", nats["Id"])
+    cluster.wait_healthy(8, timeout=180)
+
+    async with Bus(settings, Source("docker-test", "after")) as bus:
+        after = await bus.js.stream_info("AGENTBUS_EVENTS")
+        assert after.state.messages >= before.state.messages
+        assert after.state.last_seq >= before.state.last_seq
+        [run] = await wait_done(bus, [run_id], timeout=120)
+        assert run.status == "finished", run.error
+
+    wait_for(
+        lambda: {i["name"] for i in cluster.status()} >= SERVICES,
+        90,
+        "every service back in agentbus status after the restart",
+    )
+
+    def decided() -> bool:
+        result = cluster.agentbus("decisions", "--json", "--limit", "400")
+        components = {
+            json.loads(line)["component"] for line in result.stdout.splitlines() if marker in line
+        }
+        return len(components) == 4
+
+    wait_for(decided, 90, "the event published before the restart decided by every maintainer")

@@ -31,7 +31,7 @@ from agentbus.model_gateway.provider import (
     ProviderError,
     ProviderPart,
 )
-from agentbus.model_gateway.translate import malformed_response, retry_after
+from agentbus.model_gateway.translate import malformed_response, status_error
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; this applies when nobody set one
 
@@ -201,20 +201,7 @@ def translated(provider: str) -> Iterator[None]:
     try:
         yield
     except anthropic.APIStatusError as exc:
-        status = exc.status_code
-        detail = f"{provider} answered HTTP {status}: {exc.message}"
-        if status == 429:
-            raise ProviderError(
-                "rate_limited", detail, status=status, retry_after=retry_after(exc.response)
-            ) from exc
-        if status in (401, 403):
-            raise ProviderError("auth", detail, status=status) from exc
-        # < 400: an `error` event inside a 200 stream (e.g. overloaded); 529: overloaded
-        if status < 400 or status >= 500 or status in (408, 409):
-            raise ProviderError(
-                "server", detail, status=status, retry_after=retry_after(exc.response)
-            ) from exc
-        raise ProviderError("bad_request", detail, status=status) from exc
+        raise status_error(provider, exc.status_code, exc.message, exc.response) from exc
     except (anthropic.APITimeoutError, httpx.TimeoutException) as exc:
         raise ProviderError("timeout", f"{provider} did not answer in time") from exc
     except (anthropic.APIConnectionError, httpx.TransportError) as exc:

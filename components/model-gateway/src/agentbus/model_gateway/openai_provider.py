@@ -37,7 +37,7 @@ from agentbus.model_gateway.provider import (
     ProviderError,
     ProviderPart,
 )
-from agentbus.model_gateway.translate import malformed_response, parse_arguments, retry_after
+from agentbus.model_gateway.translate import malformed_response, parse_arguments, status_error
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -210,19 +210,7 @@ def translated(provider: str) -> Iterator[None]:
     try:
         yield
     except openai.APIStatusError as exc:
-        status = exc.status_code
-        detail = f"{provider} answered HTTP {status}: {exc.message}"
-        if status == 429:
-            raise ProviderError(
-                "rate_limited", detail, status=status, retry_after=retry_after(exc.response)
-            ) from exc
-        if status in (401, 403):
-            raise ProviderError("auth", detail, status=status) from exc
-        if status >= 500 or status in (408, 409):
-            raise ProviderError(
-                "server", detail, status=status, retry_after=retry_after(exc.response)
-            ) from exc
-        raise ProviderError("bad_request", detail, status=status) from exc
+        raise status_error(provider, exc.status_code, exc.message, exc.response) from exc
     except (openai.APITimeoutError, httpx.TimeoutException) as exc:
         raise ProviderError("timeout", f"{provider} did not answer in time") from exc
     except (openai.APIConnectionError, httpx.TransportError) as exc:

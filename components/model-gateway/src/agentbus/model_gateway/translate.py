@@ -14,6 +14,27 @@ from pydantic import JsonValue
 from agentbus.model_gateway.provider import ProviderError
 
 
+def status_error(
+    provider: str, status: int, message: str, response: httpx.Response | None
+) -> ProviderError:
+    """An HTTP error status as the kind the router acts on: retry, fall back, or report.
+
+    429 is ``rate_limited`` (with ``Retry-After``); 401/403 ``auth``; 5xx, 408, 409 and a
+    status below 400 (an ``error`` event inside a 200 stream, e.g. Anthropic's overloaded)
+    are ``server``; other 4xx are the request's fault, ``bad_request``.
+    """
+    detail = f"{provider} answered HTTP {status}: {message}"
+    if status == 429:
+        return ProviderError(
+            "rate_limited", detail, status=status, retry_after=retry_after(response)
+        )
+    if status in (401, 403):
+        return ProviderError("auth", detail, status=status)
+    if status < 400 or status >= 500 or status in (408, 409):
+        return ProviderError("server", detail, status=status, retry_after=retry_after(response))
+    return ProviderError("bad_request", detail, status=status)
+
+
 def retry_after(response: httpx.Response | None) -> float | None:
     """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
     if response is None:

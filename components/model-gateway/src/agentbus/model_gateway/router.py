@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from agentbus.framework import ServiceError
 from agentbus.interfaces import ErrorCode
@@ -26,6 +26,7 @@ from agentbus.interfaces.catalog.model import (
     GenerationSettings,
     ImagePart,
     StreamPart,
+    Usage,
     UsageUpdate,
     UserMessage,
 )
@@ -40,7 +41,9 @@ from agentbus.model_gateway.config import (
 from agentbus.model_gateway.metering import GatewayMetrics
 from agentbus.model_gateway.openai_provider import OpenAIProvider
 from agentbus.model_gateway.provider import (
+    Embedding,
     Finished,
+    Generation,
     LanguageCall,
     LimitedProvider,
     Provider,
@@ -50,6 +53,14 @@ from agentbus.model_gateway.provider import (
 )
 
 log = logging.getLogger("agentbus.model_gateway")
+
+
+class _Answer(Protocol):
+    @property
+    def usage(self) -> Usage: ...
+
+
+AnswerT = TypeVar("AnswerT", bound=_Answer)
 
 _CODES = {
     "rate_limited": ErrorCode.LIMITED,
@@ -222,33 +233,48 @@ class Router:
             **details,
         )
 
-    # -- operations --------------------------------------------------------------------
-
-    async def generate(self, request: GenerateRequest, caller: str) -> GenerateReply:
-        chain = self._chain(request.model, "language", needed_capabilities(request))
+    async def _first_answer(
+        self,
+        chain: list[tuple[str, AliasConfig]],
+        caller: str,
+        operation: str,
+        call: Callable[[AliasConfig], Awaitable[AnswerT]],
+    ) -> tuple[str, AliasConfig, AnswerT]:
+        """Try the chain in order, with accounting, until an alias answers; else the failure."""
         failures: list[tuple[str, str, ProviderError]] = []
         for index, (name, alias) in enumerate(chain):
             labels = (name, alias.provider, caller)
-            self.metrics.requests.labels(*labels, "generate").inc()
+            self.metrics.requests.labels(*labels, operation).inc()
             started = time.perf_counter()
             try:
-                result = await self.providers[alias.provider].generate(self._call(alias, request))
+                result = await call(alias)
             except ProviderError as error:
                 self.metrics.errors.labels(*labels, error.kind).inc()
                 failures.append((name, alias.provider, error))
                 if self._next(chain, index, error) is None:
                     raise self._failure(failures) from error
                 continue
-            self.metrics.succeeded(*labels, "generate", time.perf_counter() - started, result.usage)
-            return GenerateReply(
-                message=result.message,
-                finish_reason=result.finish_reason,
-                usage=result.usage,
-                model=result.model,
-                alias=name,
-                provider=alias.provider,
-            )
-        raise AssertionError("a fallback chain is never empty")
+            self.metrics.succeeded(*labels, operation, time.perf_counter() - started, result.usage)
+            return name, alias, result
+        raise self._failure(failures)  # an empty chain; _chain never returns one
+
+    # -- operations --------------------------------------------------------------------
+
+    async def generate(self, request: GenerateRequest, caller: str) -> GenerateReply:
+        chain = self._chain(request.model, "language", needed_capabilities(request))
+
+        async def call(alias: AliasConfig) -> Generation:
+            return await self.providers[alias.provider].generate(self._call(alias, request))
+
+        name, alias, result = await self._first_answer(chain, caller, "generate", call)
+        return GenerateReply(
+            message=result.message,
+            finish_reason=result.finish_reason,
+            usage=result.usage,
+            model=result.model,
+            alias=name,
+            provider=alias.provider,
+        )
 
     async def stream(
         self, request: GenerateRequest, caller: str
@@ -292,28 +318,18 @@ class Router:
 
     async def embed(self, request: EmbedRequest, caller: str) -> EmbedReply:
         chain = self._chain(request.model, "embedding", [])
-        failures: list[tuple[str, str, ProviderError]] = []
-        for index, (name, alias) in enumerate(chain):
-            labels = (name, alias.provider, caller)
-            self.metrics.requests.labels(*labels, "embed").inc()
-            started = time.perf_counter()
-            try:
-                result = await self.providers[alias.provider].embed(
-                    alias.model, list(request.texts), request.dimensions
-                )
-            except ProviderError as error:
-                self.metrics.errors.labels(*labels, error.kind).inc()
-                failures.append((name, alias.provider, error))
-                if self._next(chain, index, error) is None:
-                    raise self._failure(failures) from error
-                continue
-            self.metrics.succeeded(*labels, "embed", time.perf_counter() - started, result.usage)
-            return EmbedReply(
-                vectors=result.vectors,
-                dimensions=len(result.vectors[0]) if result.vectors else 0,
-                usage=result.usage,
-                model=result.model,
-                alias=name,
-                provider=alias.provider,
-            )
+
+        async def call(alias: AliasConfig) -> Embedding:
+            provider = self.providers[alias.provider]
+            return await provider.embed(alias.model, list(request.texts), request.dimensions)
+
+        name, alias, result = await self._first_answer(chain, caller, "embed", call)
+        return EmbedReply(
+            vectors=result.vectors,
+            dimensions=len(result.vectors[0]) if result.vectors else 0,
+            usage=result.usage,
+            model=result.model,
+            alias=name,
+            provider=alias.provider,
+        )
         raise AssertionError("a fallback chain is never empty")

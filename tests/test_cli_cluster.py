@@ -123,7 +123,11 @@ def test_a_crashed_replica_is_restarted(
     wait_for(lambda: len(running_services(env)) >= 2, 30, "two replicas")
     nats_url = (Path(env["AGENTBUS_DATA_DIR"]) / "nats.url").read_text().strip()
     before = set(children_of(up.pid))
-    victim = next(pid for pid in before if "serve" in Path(f"/proc/{pid}/cmdline").read_text())
+    # a replica runs `... -m agentbus.framework.cli serve <target>`; "serve" as an argument,
+    # not as a substring (nats-server contains it too, and is not restarted by design)
+    victim = next(
+        pid for pid in before if "serve" in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    )
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: set(children_of(up.pid)) - before, 30, "a replacement replica")
     wait_for(lambda: len(running_services(env)) >= 2, 30, "two replicas again")

@@ -1,6 +1,8 @@
 """The maintainers demo (issue 6): every component's maintainer hears three broadcasts.
 
-    python examples/maintainers/demo.py
+    python examples/maintainers/demo.py                         # its own cluster
+    AGENTBUS_NATS_URL=nats://127.0.0.1:4222 python examples/maintainers/demo.py
+                                                                # a running one (compose)
 
 Brings up a local cluster with ``agentbus up`` on an embedded nats-server: the model
 gateway, the tool executor and the workflow runner (those that are installed), and one
@@ -17,6 +19,12 @@ and stops the cluster with Ctrl-C (SIGINT), checking that no process is left.
 
 No model is configured (no provider keys reach the gateway), so ``ask-model`` decisions
 escalate; packages come from a local folder of wheels (offline).
+
+With ``AGENTBUS_NATS_URL`` set, the demo joins that cluster instead (``docker compose up``,
+or another ``agentbus up``): its services and maintainers are the ones that answer
+``$SRV.INFO`` there, and only the sample's maintainer runs here, on this machine. When the
+URL is a compose cluster's NATS, the sample is deployed as containers on the cluster's
+network (the docker backend: an image built for each commit); otherwise as processes.
 """
 
 from __future__ import annotations
@@ -30,14 +38,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import git
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
 
 from agentbus.framework import Bus, BusError, ConfigError, Settings, load_service
-from agentbus.framework.jetstream import EVENTS
+from agentbus.framework.cli.discover import services
+from agentbus.framework.config import redact_url
+from agentbus.framework.deploy.docker_backend import LABEL, DockerBackend
+from agentbus.framework.jetstream import EVENTS, key_value
 from agentbus.interfaces import Source
 from agentbus.interfaces.catalog.maintenance import (
     DEPENDENCY_UPDATED,
@@ -49,7 +63,7 @@ from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.context import ComponentContext
 from agentbus.maintainer.errors import ContextError
-from agentbus.maintainer.promote import BlueGreenPromoter, current_deployment
+from agentbus.maintainer.promote import DEPLOYMENTS_BUCKET, BlueGreenPromoter, current_deployment
 from agentbus.maintainer.testing import sample_repository, uv_environment, wheel_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,18 +148,25 @@ def scratch_components(scratch: Path) -> list[Path]:
     return folders
 
 
-def cluster_file(scratch: Path, sample: Path) -> tuple[Path, list[str]]:
-    """The cluster: installed services, and a maintainer per component with a valid context/."""
-    lines = ['[nats]\nurl = ""\nport = 0\n']
-    for name, target in SERVICES.items():
-        try:
-            load_service(target)
-        except ConfigError as exc:
-            print(f"(skipping {name}: {exc})")
-            continue
-        lines.append(f'[[service]]\nname = "{name}"\ntarget = "{target}"\n')
+def cluster_file(scratch: Path, sample: Path, external: str | None) -> tuple[Path, list[str]]:
+    """The cluster: installed services, and a maintainer per component with a valid context/.
+
+    Joining a running cluster (``external``), only the sample's maintainer runs here."""
+    if external:
+        lines = [f"[nats]\nurl = {json.dumps(external)}\n"]
+        folders = [sample]
+    else:
+        lines = ['[nats]\nurl = ""\nport = 0\n']
+        for name, target in SERVICES.items():
+            try:
+                load_service(target)
+            except ConfigError as exc:
+                print(f"(skipping {name}: {exc})")
+                continue
+            lines.append(f'[[service]]\nname = "{name}"\ntarget = "{target}"\n')
+        folders = [*scratch_components(scratch), sample]
     maintained = []
-    for folder in [*scratch_components(scratch), sample]:
+    for folder in folders:
         try:
             component = ComponentContext.load(folder)
         except ContextError as exc:
@@ -160,6 +181,63 @@ def cluster_file(scratch: Path, sample: Path) -> tuple[Path, list[str]]:
     path = scratch / "agentbus.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path, maintained
+
+
+def compose_deploy_environment(url: str) -> dict[str, str]:
+    """Deploy settings for the docker backend when ``url`` is the NATS port a compose
+    cluster publishes (its ``nats`` service), else none (the sample runs as processes)."""
+    try:
+        import docker
+    except ImportError:
+        print("(no Docker SDK (pip install docker), so the sample runs as processes)")
+        return {}
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as exc:
+        print(f"(no Docker engine answers, so the sample runs as processes: {exc})")
+        return {}
+    port = str(urlsplit(url).port or 4222)
+    try:
+        nats = client.containers.list(filters={"label": "com.docker.compose.service=nats"})
+    finally:
+        client.close()
+    for container in nats:
+        bindings = (container.ports or {}).get("4222/tcp") or []
+        if any(binding.get("HostPort") == port for binding in bindings):
+            network = next(iter(container.attrs["NetworkSettings"]["Networks"]))
+            return {
+                "AGENTBUS_DEPLOY_BACKEND": "docker",
+                "AGENTBUS_DEPLOY_NETWORK": network,
+                "AGENTBUS_DEPLOY_NATS_URL": "nats://nats:4222",
+                "AGENTBUS_DEPLOY_IMAGE": os.environ.get(
+                    "AGENTBUS_IMAGE", "agentbus/agentbus:latest"
+                ),
+            }
+    print(f"(no compose service `nats` publishes port {port}, so the sample runs as processes)")
+    return {}
+
+
+def sample_containers() -> list[str]:
+    """Containers the docker backend runs for the sample (none are left after the demo)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        found = client.containers.list(all=True, filters={"label": f"{LABEL}={SAMPLE}"})
+    finally:
+        client.close()
+    return [container.name or container.id or "?" for container in found]
+
+
+async def cluster_maintainers(settings: Settings) -> list[str]:
+    """The components whose maintainers answer ``$SRV.INFO`` in a running cluster."""
+    async with Bus(settings, Source("demo", "demo")) as bus:
+        found = await services(bus, wait=1.5)
+        kv = await key_value(bus.js, DEPLOYMENTS_BUCKET)
+        with suppress(KeyNotFoundError):  # an earlier run's record: start the sample afresh
+            await kv.delete(SAMPLE)
+    names = {str(info.get("name", "")) for info in found}
+    return sorted(n.removeprefix("maintainer-") for n in names if n.startswith("maintainer-"))
 
 
 async def wait_for_maintainers(bus: Bus, names: list[str], timeout: float = 90.0) -> None:
@@ -223,9 +301,14 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
             base = repo.head.commit.hexsha
         config = json.loads((sample / "context" / "agent-config.json").read_text())
         seed = BlueGreenPromoter(
-            bus, component_dir=sample, service=config["service"], data_dir=settings.data_dir
+            bus, component_dir=sample, service=config["service"], settings=settings
         )
-        say(f"deploying {SAMPLE} 1.0.0 (blue/green: processes from a worktree at {base[:8]})")
+        how = (
+            f"containers of an image built for {base[:8]}, on {settings.deploy_network}"
+            if settings.deploy_backend == "docker"
+            else f"processes from a worktree at {base[:8]}"
+        )
+        say(f"deploying {SAMPLE} 1.0.0 (blue/green: {how})")
         running = await seed.promote(SAMPLE, base, "1.0.0")
         print(f"{SAMPLE} 1.0.0 is live as {running.color}; sample.greet says {await greet(bus)}")
 
@@ -281,6 +364,9 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
             if slot.get("runtime"):
                 await seed.backend.stop(slot["runtime"], grace=5)
         await seed.backend.stop_started(grace=5)
+        if isinstance(seed.backend, DockerBackend):
+            removed = await seed.backend.remove_images(SAMPLE)
+            print(f"removed the sample's images: {', '.join(sorted(removed))}")
         return {"records": records, "deployment": deployment, "event_ids": event_ids}
 
 
@@ -323,27 +409,35 @@ def alive(pid: int) -> bool:
 
 
 def main() -> None:
+    external = os.environ.get("AGENTBUS_NATS_URL", "").strip() or None
     with tempfile.TemporaryDirectory(prefix="agentbus-maintainers-") as scratch_dir:
         scratch = Path(scratch_dir)
         env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
-        env.pop("AGENTBUS_NATS_URL", None)
         env["AGENTBUS_DATA_DIR"] = str(scratch / "agentbus")
         env.update(uv_environment(wheel_folder(scratch / "wheels")))
+        deploy = compose_deploy_environment(external) if external else {}
+        env.update(deploy)
         sample = sample_repository(scratch / "sample-repo", name=SAMPLE)
-        path, maintained = cluster_file(scratch, sample)
-        say(f"agentbus up: services and {len(maintained)} maintainers on embedded NATS")
+        path, maintained = cluster_file(scratch, sample, external)
+        if external:
+            say(f"joining the cluster at {redact_url(external)}")
+            agentbus("status", "--wait", "1.5", env=env)
+            say(f"agentbus up: the maintainer of {SAMPLE}, here")
+        else:
+            env.pop("AGENTBUS_NATS_URL", None)
+            say(f"agentbus up: services and {len(maintained)} maintainers on embedded NATS")
         print(f"scratch git copy of the sample component: {sample}")
         up = subprocess.Popen([*AGENTBUS, "up", "-f", str(path)], env=env)
         result: dict[str, Any] = {}
         try:
-            url_file = scratch / "agentbus" / "nats.url"
-            for _ in range(300):
-                if url_file.is_file():
-                    break
-                time.sleep(0.1)
-            settings = Settings(
-                nats_url=url_file.read_text().strip(), data_dir=scratch / "agentbus"
-            )
+            url = external or wait_for_url_file(scratch / "agentbus" / "nats.url")
+            values: dict[str, Any] = {
+                k.removeprefix("AGENTBUS_").lower(): v for k, v in deploy.items()
+            }
+            settings = Settings(nats_url=url, data_dir=scratch / "agentbus", **values)
+            if external:
+                maintained = [*asyncio.run(cluster_maintainers(settings)), *maintained]
+                print(f"maintainers in the cluster: {', '.join(maintained)}")
             os.environ.update(uv_environment(scratch / "wheels"))
             result = asyncio.run(drive(settings, maintained, sample))
             summary(result, maintained)
@@ -353,7 +447,7 @@ def main() -> None:
         except (BusError, KeyboardInterrupt):
             raise
         finally:
-            say("Ctrl-C: services stop first, NATS last")
+            say("Ctrl-C: services stop first, NATS last" if not external else "Ctrl-C")
             up.send_signal(signal.SIGINT)
             code = up.wait(60)
             print(f"agentbus up exited with {code}")
@@ -363,11 +457,23 @@ def main() -> None:
             for slot in (deployment, deployment.get("previous") or {})
             for pid in (slot.get("runtime") or {}).get("pids", [])
         ]
-        left = [pid for pid in [up.pid, *deployed] if alive(pid)]
+        left: list[object] = [pid for pid in [up.pid, *deployed] if alive(pid)]
+        if deploy:
+            left += sample_containers()
         if left:
-            raise SystemExit(f"processes left behind: {left}")
+            raise SystemExit(f"processes or containers left behind: {left}")
         log = json.dumps({"maintainers": maintained})
         print(f"done: {log}")
+
+
+def wait_for_url_file(path: Path, timeout: float = 30.0) -> str:
+    """The embedded server's URL, once ``agentbus up`` has written it."""
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"agentbus up did not start NATS within {timeout:.0f} s")
+        time.sleep(0.1)
+    return path.read_text().strip()
 
 
 if __name__ == "__main__":

@@ -251,3 +251,17 @@ async def test_other_services_keys_are_not_seen(start_service: StartService, bus
 
     await eventually(lambda: one.config == {"for": "one"} and two.config == {"for": "two"})
     assert changes(one) == [{"for": "one"}]
+
+
+def test_a_cluster_with_an_external_nats_logs_its_url_without_the_password(tmp_path: Path) -> None:
+    from agentbus.framework.supervisor import ClusterFile, NatsSection, Supervisor
+
+    lines: list[str] = []
+    cluster = ClusterFile(nats=NatsSection(url="nats://svc:hunter2@nats.example:4222"))
+    supervisor = Supervisor(cluster, tmp_path, log=lines.append)
+
+    supervisor.start()  # no services: nothing is spawned, nothing connects
+    supervisor.stop()
+
+    assert "using NATS at nats://svc:***@nats.example:4222" in lines
+    assert not any("hunter2" in line for line in lines)

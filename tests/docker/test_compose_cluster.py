@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import time
 import uuid
@@ -12,7 +14,15 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from docker_helpers import ROOT, SERVICES, Cluster, all_compose_commands, docker, wait_for
+from docker_helpers import (
+    APP_IMAGE,
+    ROOT,
+    SERVICES,
+    Cluster,
+    all_compose_commands,
+    docker,
+    wait_for,
+)
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
@@ -125,6 +135,35 @@ def test_a_published_event_reaches_every_maintainer(cluster: Cluster) -> None:
 
     components = wait_for(decided, 90, "a decision of each of the 4 maintainers", every=2)
     assert components == {"model-gateway", "tool-executor", "workflow-runner", "maintainer"}
+
+
+def test_make_demo_runs_against_the_cluster_and_deploys_the_sample_as_containers(
+    cluster: Cluster,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env.update(AGENTBUS_NATS_URL=cluster.nats_url, AGENTBUS_IMAGE=APP_IMAGE)
+
+    done = subprocess.run(
+        ["make", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    out = done.stdout
+    assert done.returncode == 0, out[-4000:] + done.stderr[-4000:]
+    assert f"joining the cluster at {cluster.nats_url}" in out
+    assert "maintainers in the cluster: maintainer, model-gateway, tool-executor, " in out
+    assert "containers of an image built for" in out
+    assert f"on {cluster.project}_default" in out
+    assert "promoted blue 1.0.0 -> green 1.0.1" in out, "the patch update went live as containers"
+    assert "removed the sample's images: agentbus/release:sample-greeter-" in out
+    left = docker("ps", "-aq", "--filter", "label=io.agentbus.deploy=sample-greeter")
+    assert not left.split(), "the demo stops the containers it deployed"
+    assert re.search(r"^\s+tool-executor\s+ignore/ignored", out, re.MULTILINE), out[-3000:]
 
 
 async def test_scaled_runners_share_sixty_runs(cluster: Cluster, bus: Bus) -> None:

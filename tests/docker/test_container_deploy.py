@@ -5,6 +5,7 @@ promotion and a rollback."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,17 @@ from pathlib import Path
 
 import docker
 import pytest
-from deploy_helpers import TARGET, Answer, Ask, Load, ask_interface, make_repo, smoke
+from deploy_helpers import (
+    SMOKE_PAYLOAD,
+    TARGET,
+    Answer,
+    Ask,
+    Load,
+    ask_interface,
+    git,
+    make_repo,
+    smoke,
+)
 from docker_helpers import APP_IMAGE, NatsContainer
 from framework_helpers import eventually, unique
 
@@ -154,3 +165,63 @@ async def test_a_version_that_cannot_start_is_rejected_and_blue_keeps_serving(ki
     reply = await kit.promoter.bus.request(kit.interface, Ask(n=1), timeout=5)
     assert reply.version == "1"
     assert kit.containers("green") == [], "the crashed version's containers were removed"
+
+
+def test_the_deploy_command_promotes_and_rolls_back_containers(
+    nats_in_container: NatsContainer, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    component = unique("cli")
+    interface = f"test.deploycli{uuid.uuid4().hex[:8]}"
+    (repo / "agentbus.toml").write_text(
+        f'[[service]]\nname = "{component}"\ntarget = "svc:Svc"\n'
+        f'env = {{ DEPLOY_TEST_INTERFACE = "{interface}", DEPLOY_TEST_SERVICE = "{component}",'
+        ' AGENTBUS_SHUTDOWN_GRACE = "2" }\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env.update(
+        AGENTBUS_NATS_URL=nats_in_container.url,
+        AGENTBUS_DEPLOY_IMAGE=APP_IMAGE,
+        AGENTBUS_DEPLOY_NETWORK=nats_in_container.network_name,
+        AGENTBUS_DEPLOY_NATS_URL=nats_in_container.inner_url,
+    )
+    smoke_request = json.dumps({"interface": interface, "major": 1, "payload": SMOKE_PAYLOAD})
+
+    def deploy(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, "--data-dir", str(tmp_path / "agentbus"), "deploy", *args],
+            cwd=repo,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+
+    def colors() -> dict[str, str]:
+        found = docker_client.containers.list(filters={"label": f"{LABEL}={component}"})
+        return {c.labels["io.agentbus.color"]: c.labels["io.agentbus.commit"] for c in found}
+
+    try:
+        first = deploy("promote", component, "--backend", "docker", "--commit", "v1")
+        assert first.returncode == 0, first.stdout + first.stderr
+        second = deploy(
+            "promote", component, "--backend", "docker", "--commit", "v2", "--bake", "0.5",
+            "--smoke", smoke_request,
+        )  # fmt: skip
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert colors() == {"green": git(repo, "rev-parse", "v2")}
+
+        back = deploy("rollback", component)  # no --backend: the record says docker
+
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert colors() == {"blue": git(repo, "rev-parse", "v1")}
+        status = deploy("status", component, "--json")
+        assert json.loads(status.stdout)["runtime"]["backend"] == "docker"
+    finally:
+        for container in docker_client.containers.list(
+            all=True, filters={"label": f"{LABEL}={component}"}
+        ):
+            container.remove(force=True, v=True)
+        for image in docker_client.images.list(filters={"label": f"{LABEL}={component}"}):
+            docker_client.images.remove(image.id, force=True)

@@ -48,7 +48,7 @@ async def test_blue_green_promotes_a_running_service_and_rejects_a_broken_one(
         bus,
         component_dir=component,
         service={"target": "hello_service:HelloService", "name": "hello", "python_paths": ["."]},
-        data_dir=settings.data_dir,
+        settings=settings,
         policy=Policy(health_timeout=20, bake_seconds=0.5, check_interval=0.25, stop_grace=2),
     )
     try:
@@ -81,7 +81,7 @@ async def test_a_patch_update_is_promoted_blue_green_as_running_processes(
     name = component.name
     config = json.loads((component / "context" / "agent-config.json").read_text())
     seed = BlueGreenPromoter(
-        bus, component_dir=component, service=config["service"], data_dir=settings.data_dir
+        bus, component_dir=component, service=config["service"], settings=settings
     )
     maintainer = None
     try:

@@ -57,6 +57,24 @@ class Settings(BaseSettings):
         description="Blue/green: serve production subjects only while this color is active. "
         "Unset: always serve.",
     )
+    deploy_backend: Literal["local", "docker"] = Field(
+        default="local",
+        description="Blue/green: run new versions as local processes from a git worktree, or "
+        "as containers of an image built for the commit.",
+    )
+    deploy_image: str = Field(
+        default="agentbus/agentbus:latest",
+        description="docker backend: the runtime image a commit's files are added to.",
+    )
+    deploy_network: str | None = Field(
+        default=None,
+        description="docker backend: the Docker network the containers join (the cluster's).",
+    )
+    deploy_nats_url: str | None = Field(
+        default=None,
+        description="docker backend: the NATS URL as the containers reach it "
+        "(e.g. nats://nats:4222); unset: the deployer's own.",
+    )
     log_level: str = "INFO"
 
     def redacted_nats_url(self) -> str:

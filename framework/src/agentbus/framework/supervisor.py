@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentbus.framework.config import load_toml
+from agentbus.framework.config import load_toml, redact_url
 from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
 from agentbus.framework.errors import ConfigError
 
@@ -110,7 +110,7 @@ class Supervisor:
     def start(self) -> None:
         if self.cluster.nats.url:
             self.url = self.cluster.nats.url
-            self.log(f"using NATS at {self.url}")
+            self.log(f"using NATS at {redact_url(self.url)}")
         else:
             self.nats = EmbeddedNats(
                 self.data_dir,

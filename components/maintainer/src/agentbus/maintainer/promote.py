@@ -9,7 +9,8 @@ Bucket ``agentbus_deployments``, key ``<component>``, value::
 :class:`KVPromoter` only moves that pointer (for components without a service, like
 the sample). :class:`BlueGreenPromoter` goes through the framework's blue/green
 deployment (``agentbus.framework.deploy``), which keeps the same bucket and shape and
-also runs the new color as processes from a worktree at the commit, checks health,
+also runs the new color (as processes from a worktree at the commit, or as containers
+of an image built for it: ``AGENTBUS_DEPLOY_BACKEND``), checks health,
 contract and error rate, and rolls back on a regression: a version it does not
 promote raises :class:`PromotionRejected`, and the maintainer escalates.
 """
@@ -27,8 +28,10 @@ from git import Git, GitCommandError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from agentbus.framework.bus import Bus
-from agentbus.framework.deploy import LocalBackend, Outcome, Policy, Release
+from agentbus.framework.config import Settings
+from agentbus.framework.deploy import Backend, Outcome, Policy, Release
 from agentbus.framework.deploy import promote as deploy
+from agentbus.framework.deploy.backend import backend_for
 from agentbus.framework.jetstream import key_value
 from agentbus.maintainer.errors import MaintainerError
 from agentbus.maintainer.gitwork import open_repo
@@ -107,7 +110,8 @@ class KVPromoter:
 
 
 class BlueGreenPromoter:
-    """Promotes through ``agentbus.framework.deploy`` with its local backend.
+    """Promotes through ``agentbus.framework.deploy`` with the backend ``settings`` name
+    (``deploy_backend``: local processes or containers).
 
     ``service`` is the agent-config ``service`` object (``target``, optional ``name``,
     ``python_paths`` relative to the component folder, ``replicas``, ``bake_seconds``).
@@ -120,51 +124,57 @@ class BlueGreenPromoter:
         *,
         component_dir: Path,
         service: Mapping[str, Any],
-        data_dir: Path,
+        settings: Settings,
         policy: Policy | None = None,
     ) -> None:
         self._bus = bus
         self._component_dir = component_dir
-        self._data_dir = data_dir
-        self._sites = data_dir / "deploy" / "sites"
+        self._settings = settings
+        self._sites = settings.data_dir / "deploy" / "sites"
         self._service = dict(service)
         if policy is None and "bake_seconds" in service:
             policy = Policy(bake_seconds=float(service["bake_seconds"]))
         self._policy = policy
-        self._backend: LocalBackend | None = None
-        self._relative = Path()
+        self._backend: Backend | None = None
+        self._checkout: tuple[Path, Path] | None = None
+
+    def _where(self) -> tuple[Path, Path]:
+        """The component's repository root, and the component folder's path inside it."""
+        if self._checkout is None:
+            repo, relative = open_repo(self._component_dir)
+            with repo:
+                self._checkout = (Path(str(repo.working_tree_dir)), relative)
+        return self._checkout
 
     @property
-    def backend(self) -> LocalBackend:
-        """The local backend, rooted at the component's repository."""
+    def backend(self) -> Backend:
+        """The chosen backend, rooted at the component's repository."""
         if self._backend is None:
-            repo, self._relative = open_repo(self._component_dir)
-            with repo:
-                root = Path(str(repo.working_tree_dir))
+            root, relative = self._where()
             paths = self._service.get("python_paths", ["src", "."])
-            self._backend = LocalBackend(
+            self._backend = backend_for(
+                self._settings,
                 root,
                 nats_url=str(self._bus.url),
-                data_dir=self._data_dir,
-                python_paths=[str(self._relative / p) for p in paths],
+                python_paths=[str(relative / p) for p in paths],
             )
         return self._backend
 
-    async def _environment(self, commit: str) -> dict[str, str]:
+    async def _site(self, commit: str) -> Path | None:
         """The version's own dependencies: its requirements.lock installed into a folder
-        that goes on the deployed processes' PYTHONPATH (nothing when it has no lock)."""
-        backend = self.backend
+        that goes on the deployed version's import path (None when it has no lock)."""
+        root, relative = self._where()
         try:
-            lock = Git(backend.repo).show(f"{commit}:{(self._relative / LOCK_FILE).as_posix()}")
+            lock = Git(root).show(f"{commit}:{(relative / LOCK_FILE).as_posix()}")
         except GitCommandError:
-            return {}
+            return None
         site = self._sites / commit
         if not site.is_dir():
             self._sites.mkdir(parents=True, exist_ok=True)
             lock_file = self._sites / f"{commit}.lock"
             lock_file.write_text(lock + "\n", encoding="utf-8")
             await install_lock(lock_file, site, label="deployed", timeout=300)
-        return {"PYTHONPATH": str(site)}
+        return site
 
     async def promote(self, component: str, commit: str, version: str) -> PromotionResult:
         release = Release(
@@ -174,7 +184,7 @@ class BlueGreenPromoter:
             version=version,
             service=str(self._service.get("name", "")),
             replicas=int(self._service.get("replicas", 1)),
-            env=await self._environment(commit),
+            site=await self._site(commit),
         )
         result = await deploy(self._bus, self.backend, release, policy=self._policy)
         if result.outcome is not Outcome.PROMOTED:

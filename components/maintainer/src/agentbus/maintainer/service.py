@@ -119,14 +119,15 @@ class Maintainer(Service):
         self._resumes: dict[str, asyncio.Task[None]] = {}
 
     def _default_promoter(self) -> Promoter:
-        """Blue/green processes when agent-config names a service, else the KV pointer."""
+        """Blue/green (processes or containers) when agent-config names a service, else the KV
+        pointer."""
         config = self.component.config
         if config["deploy_strategy"] == "blue-green" and "service" in config:
             return BlueGreenPromoter(
                 self.bus,
                 component_dir=self.component.path,
                 service=config["service"],
-                data_dir=self.settings.data_dir,
+                settings=self.settings,
             )
         return KVPromoter(self.bus)
 

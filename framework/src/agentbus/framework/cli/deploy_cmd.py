@@ -1,7 +1,8 @@
 """``agentbus deploy status|promote|rollback <component>``: blue/green deployments.
 
-``promote`` runs the new version from a git worktree at ``--commit`` (the local
-backend), checks it, flips the active pointer, bakes, and exits 0 only when the
+``promote`` runs the new version at ``--commit`` (``--backend local``: processes
+from a git worktree; ``--backend docker``: containers of an image built for the
+commit), checks it, flips the active pointer, bakes, and exits 0 only when the
 new version stayed promoted. The service's target, replicas and environment
 come from the ``[[service]]`` entry of the cluster file named like the component,
 unless given as options.
@@ -19,7 +20,7 @@ from rich.table import Table
 from agentbus.framework.bus import Bus, resolve_nats_url
 from agentbus.framework.cli.common import Options, console, options, parse_json, run, with_bus
 from agentbus.framework.config import Settings
-from agentbus.framework.deploy.backend import LocalBackend, Release
+from agentbus.framework.deploy.backend import Backend, Release, backend_for
 from agentbus.framework.deploy.probe import SmokeRequest
 from agentbus.framework.deploy.promote import Outcome, Policy, Promoter
 from agentbus.framework.deploy.roles import SERVING_KEY
@@ -31,6 +32,36 @@ app = typer.Typer(help="Blue/green deployments: status, promote, rollback.", no_
 
 Component = Annotated[str, typer.Argument(help="The component (its key in agentbus_deployments).")]
 RepoOption = Annotated[Path, typer.Option(help="The git repository holding the component.")]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="local (processes from a git worktree) or docker (containers of an image built "
+        "for the commit). Default: AGENTBUS_DEPLOY_BACKEND, else local.",
+    ),
+]
+ImageOption = Annotated[
+    str | None,
+    typer.Option(
+        help="docker: the runtime image the commit goes on top of "
+        "(AGENTBUS_DEPLOY_IMAGE; default agentbus/agentbus:latest)."
+    ),
+]
+NetworkOption = Annotated[
+    str | None,
+    typer.Option(
+        help="docker: the cluster's Docker network, e.g. agentbus_default "
+        "(AGENTBUS_DEPLOY_NETWORK)."
+    ),
+]
+ContainerNatsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--container-nats-url",
+        help="docker: the NATS URL as containers reach it, e.g. nats://nats:4222 "
+        "(AGENTBUS_DEPLOY_NATS_URL; default: the one this command uses).",
+    ),
+]
 FileOption = Annotated[
     Path,
     typer.Option(
@@ -52,7 +83,26 @@ def _section(file: Path, component: str) -> ServiceSection | None:
     return None
 
 
-def _backend(settings: Settings, repo: Path, file: Path, python_paths: list[str]) -> LocalBackend:
+def _deploy_settings(
+    settings: Settings,
+    backend: str | None,
+    image: str | None,
+    network: str | None,
+    container_nats_url: str | None,
+) -> Settings:
+    """``settings`` with the deploy options given on the command line."""
+    if backend not in (None, "local", "docker"):
+        raise ConfigError(f"--backend {backend!r}: choose local or docker")
+    given = {
+        "deploy_backend": backend,
+        "deploy_image": image,
+        "deploy_network": network,
+        "deploy_nats_url": container_nats_url,
+    }
+    return settings.model_copy(update={k: v for k, v in given.items() if v is not None})
+
+
+def _backend(settings: Settings, repo: Path, file: Path, python_paths: list[str]) -> Backend:
     url = resolve_nats_url(settings)
     if url is None:
         raise NotConnectedError("no NATS server: run `agentbus up` or set AGENTBUS_NATS_URL")
@@ -62,7 +112,15 @@ def _backend(settings: Settings, repo: Path, file: Path, python_paths: list[str]
         except ValueError:
             relative = Path()
         python_paths = [str(relative)]
-    return LocalBackend(repo, nats_url=url, data_dir=settings.data_dir, python_paths=python_paths)
+    return backend_for(settings, repo, nats_url=url, python_paths=python_paths)
+
+
+def _recorded_backend(record: DeploymentRecord) -> str | None:
+    """The backend that runs (or ran) the record's versions, as its runtime says."""
+    for slot in (record, record.previous):
+        if slot is not None and slot.runtime and slot.runtime.get("backend") in ("local", "docker"):
+            return str(slot.runtime["backend"])
+    return None
 
 
 def _slot_row(table: Table, role: str, slot: Slot, live: dict[str, str]) -> None:
@@ -165,6 +223,10 @@ def promote(
         int, typer.Option(help="Requests needed before the error rate is judged.")
     ] = 20,
     health_timeout: Annotated[float, typer.Option(help="Seconds to become healthy.")] = 30.0,
+    backend: BackendOption = None,
+    image: ImageOption = None,
+    network: NetworkOption = None,
+    container_nats_url: ContainerNatsOption = None,
 ) -> None:
     """Start <commit> under the idle color, check it, flip, bake; roll back on a regression."""
     opts: Options = options(ctx)
@@ -187,12 +249,12 @@ def promote(
         max_error_rate_increase=max_error_increase,
         min_requests=min_requests,
     )
-    settings = opts.settings()
-    backend = _backend(settings, repo, file, python_path or [])
+    settings = _deploy_settings(opts.settings(), backend, image, network, container_nats_url)
+    chosen_backend = _backend(settings, repo, file, python_path or [])
     requests = _smoke_requests(smoke or [])
 
     async def work(bus: Bus) -> Outcome:
-        promoter = Promoter(bus, backend, policy, progress=_progress)
+        promoter = Promoter(bus, chosen_backend, policy, progress=_progress)
         result = await promoter.promote(release, requests)
         _progress(f"{result.outcome}: {result.version} {result.reason}".rstrip())
         return result.outcome
@@ -211,14 +273,27 @@ def rollback(
         list[str] | None,
         typer.Option(help="Import path inside the checkout (default: the cluster file's folder)."),
     ] = None,
+    backend: BackendOption = None,
+    image: ImageOption = None,
+    network: NetworkOption = None,
+    container_nats_url: ContainerNatsOption = None,
 ) -> None:
-    """Make the previous version active again (restarted from its commit if it was stopped)."""
+    """Make the previous version active again (restarted from its commit if it was stopped).
+
+    The backend is the one the deployment record names, unless --backend is given."""
     opts = options(ctx)
     section = _section(file, component)
-    backend = _backend(opts.settings(), repo, file, python_path or [])
+    settings = _deploy_settings(opts.settings(), backend, image, network, container_nats_url)
 
     async def work(bus: Bus) -> DeploymentRecord:
-        promoter = Promoter(bus, backend, progress=_progress)
+        recorded = settings
+        if backend is None:
+            current = await (await DeploymentStore.open(bus.js)).get(component)
+            kind = _recorded_backend(current.record) if current is not None else None
+            if kind is not None:
+                recorded = settings.model_copy(update={"deploy_backend": kind})
+        chosen_backend = _backend(recorded, repo, file, python_path or [])
+        promoter = Promoter(bus, chosen_backend, progress=_progress)
         return await promoter.rollback(component, env=section.env if section else None)
 
     record = run(with_bus(opts, work))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentbus.framework.config import Settings
 from agentbus.framework.deploy.state import Color
 from agentbus.framework.errors import ConfigError, DeployError
 from agentbus.interfaces.subjects import token
@@ -44,6 +45,9 @@ class Release:
     """The service's ``name`` (its ``$SRV`` name); default: the component."""
     replicas: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
+    site: Path | None = None
+    """A folder of this version's own installed dependencies, on its import path after the
+    checkout's ``python_paths`` (``pip install --target``)."""
 
     def __post_init__(self) -> None:
         token(self.component)
@@ -86,6 +90,39 @@ class Backend(ABC):
     async def alive(self, runtime: Mapping[str, Any]) -> bool:
         """Whether every instance is still running (a backend may not know: ``True``)."""
         return True
+
+    @abstractmethod
+    async def stop_started(self, *, grace: float = 10.0) -> None:
+        """Stop every instance this backend object started that still runs (shutdown, tests).
+
+        Deployed versions outlive their deployer; this is for owners that must not."""
+
+
+def backend_for(
+    settings: Settings,
+    repo: Path,
+    *,
+    nats_url: str,
+    python_paths: Sequence[str],
+    env: Mapping[str, str] | None = None,
+) -> Backend:
+    """The backend ``settings.deploy_backend`` names, for the checkout at ``repo``.
+
+    ``nats_url`` is the deployer's own; containers use ``settings.deploy_nats_url`` when set."""
+    if settings.deploy_backend == "docker":
+        from agentbus.framework.deploy.docker_backend import DockerBackend
+
+        return DockerBackend(
+            repo,
+            nats_url=settings.deploy_nats_url or nats_url,
+            runtime_image=settings.deploy_image,
+            network=settings.deploy_network,
+            python_paths=python_paths,
+            env=env,
+        )
+    return LocalBackend(
+        repo, nats_url=nats_url, data_dir=settings.data_dir, python_paths=python_paths, env=env
+    )
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -182,6 +219,8 @@ class LocalBackend(Backend):
     ) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
         paths = [str(worktree / p) for p in self.python_paths]
+        if release.site is not None:
+            paths.append(str(release.site))
         env.update(self.env)
         env.update(release.env)
         env.update(

@@ -4,8 +4,9 @@ For a release, :class:`DockerBackend` builds an image for the candidate commit: 
 commit's files (``git archive``) on top of a runtime image that holds the framework
 and the dependencies (``agentbus/agentbus`` by default), with the commit's
 ``python_paths`` first on ``PYTHONPATH`` (what :class:`LocalBackend` does with a
-worktree). It then runs ``agentbus serve <target> --instance <id>`` containers, one
-per replica, named after their instance ids, on the cluster's network. The image is
+worktree), then the release's ``site`` (its own installed dependencies, copied in).
+It then runs ``agentbus serve <target> --instance <id>`` containers, one per
+replica, named after their instance ids, on the cluster's network. The image is
 built once per commit (tag ``<image_repo>:<component>-<sha12>``); a rollback that
 restarts a stopped version reuses it. Needs the ``docker`` extra
 (``pip install agentbus-framework[docker]``).
@@ -33,8 +34,9 @@ LABEL = "io.agentbus.deploy"
 """Label on every image and container this backend makes (value: the component)."""
 
 
-def _archive(repo: Path, commit: str, dockerfile: str) -> bytes:
-    """The commit's tree as a tar build context, with ``Dockerfile`` added at its root."""
+def _archive(repo: Path, commit: str, dockerfile: str, site: Path | None = None) -> bytes:
+    """A tar build context: ``Dockerfile``, the commit's tree under ``release/`` and the
+    ``site`` folder (when given) under ``site/``."""
     try:
         tree = subprocess.run(
             ["git", "-C", str(repo), "archive", "--format=tar", commit],
@@ -45,19 +47,19 @@ def _archive(repo: Path, commit: str, dockerfile: str) -> bytes:
         raise DeployError("git is not installed; the docker backend needs it") from exc
     if tree.returncode != 0:
         raise DeployError(f"git archive {commit} failed in {repo}: {tree.stderr.decode().strip()}")
-    with tarfile.open(fileobj=io.BytesIO(tree.stdout), mode="r") as source:
-        names = set(source.getnames())
-    if "Dockerfile" in names:  # the commit's own Dockerfile is not the one we build
-        raise DeployError(
-            f"{commit[:12]} has a top-level Dockerfile; the docker backend adds its own"
-        )
     out = io.BytesIO()
     with (
         tarfile.open(fileobj=io.BytesIO(tree.stdout), mode="r") as source,
         tarfile.open(fileobj=out, mode="w") as context,
     ):
         for member in source.getmembers():
-            context.addfile(member, source.extractfile(member) if member.isfile() else None)
+            content = source.extractfile(member) if member.isfile() else None
+            member.name = f"release/{member.name}"
+            if member.islnk():  # hard links name their target by its path in the archive
+                member.linkname = f"release/{member.linkname}"
+            context.addfile(member, content)
+        if site is not None:
+            context.add(site.resolve(), arcname="site")
         data = dockerfile.encode()
         info = tarfile.TarInfo("Dockerfile")
         info.size = len(data)
@@ -92,6 +94,7 @@ class DockerBackend(Backend):
         self.python_paths = tuple(python_paths)
         self.env = dict(env or {})
         self._client = client
+        self._started: list[str] = []
 
     @property
     def client(self) -> DockerClient:
@@ -114,7 +117,7 @@ class DockerBackend(Backend):
 
     async def start(self, release: Release, color: Color) -> Running:
         commit = await asyncio.to_thread(self._resolve, release.commit)
-        image = await asyncio.to_thread(self._ensure_image, release.component, commit)
+        image = await asyncio.to_thread(self._ensure_image, release.component, commit, release.site)
         name = f"{release.component}-{color}-{commit[:12]}"
         instances = tuple(f"{name}-{i}" for i in range(release.replicas))
         containers: list[str] = []
@@ -124,6 +127,7 @@ class DockerBackend(Backend):
                     self._run, release, color, instance, image, commit
                 )
                 containers.append(started)
+                self._started.append(started)
         except DeployError:
             await self.stop({"containers": containers}, grace=0)
             raise
@@ -146,7 +150,7 @@ class DockerBackend(Backend):
             raise DeployError(f"git rev-parse {ref} failed in {self.repo}: {done.stderr.strip()}")
         return done.stdout.strip()
 
-    def _ensure_image(self, component: str, commit: str) -> str:
+    def _ensure_image(self, component: str, commit: str, site: Path | None) -> str:
         import docker.errors
 
         tag = self.image_tag(component, commit)
@@ -156,15 +160,18 @@ class DockerBackend(Backend):
             pass
         else:
             return tag
-        paths = ":".join(posixpath.normpath(f"/srv/release/{p}") for p in self.python_paths)
+        paths = [posixpath.normpath(f"/srv/release/{p}") for p in self.python_paths]
+        if site is not None and not site.is_dir():
+            raise DeployError(f"the release's site {site} is not a folder")
         dockerfile = (
             f"FROM {self.runtime_image}\n"
             f"LABEL {LABEL}={component} io.agentbus.commit={commit}\n"
-            "COPY . /srv/release/\n"
-            f"ENV PYTHONPATH={paths}\n"
+            "COPY release/ /srv/release/\n"
+            + ("COPY site/ /srv/site/\n" if site is not None else "")
+            + f"ENV PYTHONPATH={':'.join([*paths, *(['/srv/site'] if site else [])])}\n"
             "WORKDIR /srv/release\n"
         )
-        context = _archive(self.repo, commit, dockerfile)
+        context = _archive(self.repo, commit, dockerfile, site)
         try:
             self.client.images.build(
                 fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True, pull=False
@@ -223,6 +230,35 @@ class DockerBackend(Backend):
         """SIGTERM (the service drains), SIGKILL after ``grace`` seconds, then remove."""
         containers = list(runtime.get("containers", ()))
         await asyncio.gather(*(asyncio.to_thread(self._stop, c, grace) for c in containers))
+
+    async def stop_started(self, *, grace: float = 10.0) -> None:
+        started, self._started = self._started, []
+        await self.stop({"containers": started}, grace=grace)
+
+    async def remove_images(self, component: str) -> list[str]:
+        """Remove the images built for ``component`` that no container uses; their tags."""
+        return await asyncio.to_thread(self._remove_images, component)
+
+    def _remove_images(self, component: str) -> list[str]:
+        import docker.errors
+
+        used = {
+            c.image.id
+            for c in self.client.containers.list(
+                all=True, filters={"label": f"{LABEL}={component}"}
+            )
+            if c.image is not None
+        }
+        removed: list[str] = []
+        for image in self.client.images.list(filters={"label": f"{LABEL}={component}"}):
+            if image.id is None or image.id in used:
+                continue
+            try:
+                self.client.images.remove(image.id, force=False)
+            except docker.errors.APIError:
+                continue  # in use by a container of another label, or removed meanwhile
+            removed.extend(image.tags)
+        return removed
 
     def _stop(self, container_id: str, grace: float) -> None:
         import docker.errors

@@ -83,7 +83,7 @@ def test_the_build_context_holds_the_commit_and_the_versions_site(tmp_path: Path
         assert ours is not None
         assert project is not None
         assert (ours.read(), project.read()) == (b"FROM runtime\n", b"FROM scratch\n")
-    assert {"release/svc.py", "site/greetlib/__init__.py"} <= names
+    assert {"release/svc.py", "site/greetlib/__init__.py", ".dockerignore"} <= names
 
 
 def test_the_build_context_is_the_commit_not_the_work_tree(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ LABEL = "io.agentbus.deploy"
 """Label on every image and container this backend makes (value: the component)."""
 
 
+IGNORED = "Dockerfile\n.dockerignore\n"
+
+
 def _archive(repo: Path, commit: str, dockerfile: str, site: Path | None = None) -> bytes:
     """A tar build context: ``Dockerfile``, the commit's tree under ``release/`` and the
     ``site`` folder (when given) under ``site/``."""
@@ -60,10 +63,12 @@ def _archive(repo: Path, commit: str, dockerfile: str, site: Path | None = None)
             context.addfile(member, content)
         if site is not None:
             context.add(site.resolve(), arcname="site")
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        context.addfile(info, io.BytesIO(data))
+        # The builder leaves out of the context what .dockerignore names: the build files.
+        for name, text in (("Dockerfile", dockerfile), (".dockerignore", IGNORED)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            context.addfile(info, io.BytesIO(data))
     return out.getvalue()
 
 
@@ -163,13 +168,13 @@ class DockerBackend(Backend):
         paths = [posixpath.normpath(f"/srv/release/{p}") for p in self.python_paths]
         if site is not None and not site.is_dir():
             raise DeployError(f"the release's site {site} is not a folder")
+        # As few instructions as possible: each is a container commit, seconds apiece on a
+        # slow storage driver. The working directory is set when a container starts.
         dockerfile = (
             f"FROM {self.runtime_image}\n"
             f"LABEL {LABEL}={component} io.agentbus.commit={commit}\n"
-            "COPY release/ /srv/release/\n"
-            + ("COPY site/ /srv/site/\n" if site is not None else "")
-            + f"ENV PYTHONPATH={':'.join([*paths, *(['/srv/site'] if site else [])])}\n"
-            "WORKDIR /srv/release\n"
+            "COPY . /srv/\n"
+            f"ENV PYTHONPATH={':'.join([*paths, *(['/srv/site'] if site else [])])}\n"
         )
         context = _archive(self.repo, commit, dockerfile, site)
         try:
@@ -199,6 +204,7 @@ class DockerBackend(Backend):
                 hostname=instance,
                 environment=environment,
                 network=self.network,
+                working_dir="/srv/release",
                 labels={
                     LABEL: release.component,
                     "io.agentbus.color": color,

@@ -83,7 +83,7 @@ images-public: uv  ## the same images FROM the public python:3.11-slim and prom/
 
 compose-up: images  ## the cluster in containers (offline images); AGENTBUS_NATS_URL=nats://127.0.0.1:4222
 	$(OFFLINE_IMAGES) $(COMPOSE) up -d --no-build
-	@echo "cluster up: AGENTBUS_NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} agentbus status"
+	@echo "cluster up: AGENTBUS_NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} make demo (or agentbus status)"
 
 compose-demo: install  ## a CLI tour of the container cluster (health, status, an event, decisions)
 	AGENTBUS_CLI="$(RUN) agentbus" deploy/compose-demo.sh

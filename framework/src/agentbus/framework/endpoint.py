@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -66,13 +67,16 @@ class Slots:
         return len(still)
 
 
-class Endpoint:
-    """One interface served by one service instance."""
+class Endpoint(ABC):
+    """One interface served by one service instance: intake, checks, counting.
+
+    Subclasses answer: :class:`RequestEndpoint` with one reply,
+    :class:`~agentbus.framework.streaming.StreamEndpoint` with a stream of chunks.
+    """
 
     def __init__(
         self,
         interface: Interface[Any, Any],
-        handler: RequestHandler,
         *,
         bus: Bus,
         queue: str,
@@ -85,7 +89,6 @@ class Endpoint:
         self.name = name or interface.name.replace(".", "-")
         self.subject = subject_for(interface)
         self.queue = queue
-        self._handler = handler
         self._bus = bus
         self._slots = slots
         self._metrics = metrics
@@ -137,48 +140,9 @@ class Endpoint:
     async def _on_message(self, msg: Msg) -> None:
         await self._slots.spawn(self._handle(msg))
 
+    @abstractmethod
     async def _handle(self, msg: Msg) -> None:
-        started = time.perf_counter_ns()
-        self.num_requests += 1
-        self._metrics.requests.inc()
-        try:
-            data, headers = await self._answer(msg)
-        except asyncio.CancelledError:
-            data, headers = self._error(
-                ErrorReply.of(
-                    ErrorCode.UNAVAILABLE,
-                    "the service stopped before it could answer; retry the request",
-                )
-            )
-            await self._respond(msg, data, headers)
-            raise
-        await self._respond(msg, data, headers)
-        elapsed = time.perf_counter_ns() - started
-        self.processing_time_ns += elapsed
-        self._metrics.latency.observe(elapsed / 1e9)
-
-    async def _respond(self, msg: Msg, data: bytes, headers: dict[str, str] | None) -> None:
-        if not msg.reply:
-            return  # a publish, not a request: nobody to answer
-        try:  # not msg.respond(): it would echo the request's headers back
-            await self._bus.nc.publish(msg.reply, data, headers=headers)
-        except Exception:  # the connection may be closing; the request is lost to the caller
-            log.warning("could not send the reply on %s", self.subject, exc_info=True)
-
-    async def _answer(self, msg: Msg) -> tuple[bytes, dict[str, str] | None]:
-        request = self._decode(msg)
-        if isinstance(request, ErrorReply):
-            return self._error(request)
-        ctx = MessageContext(msg.subject, self._bus, msg.headers, self.interface)
-        try:
-            result = await self._handler(request, ctx)
-        except ServiceError as exc:
-            return self._error(exc.reply)
-        except Exception as exc:
-            return self._error(self._failed(exc))
-        if type(result) is not self.interface.reply:
-            return self._error(self._wrong_type(result))
-        return to_json(result), None
+        """Answer one message; every error becomes an error reply (and is counted)."""
 
     def _decode(self, msg: Msg) -> BusMessage | ErrorReply:
         """The validated request, or the error reply that explains why there is none."""
@@ -227,6 +191,59 @@ class Endpoint:
         self.last_error = f"{reply.code}: {reply.message}"
         self._metrics.error(reply.code)
         return to_json(reply), reply.headers()
+
+
+class RequestEndpoint(Endpoint):
+    """Request/reply: one validated request in, one reply (or error reply) out."""
+
+    def __init__(
+        self, interface: Interface[Any, Any], handler: RequestHandler, **kwargs: Any
+    ) -> None:
+        super().__init__(interface, **kwargs)
+        self._handler = handler
+
+    async def _handle(self, msg: Msg) -> None:
+        started = time.perf_counter_ns()
+        self.num_requests += 1
+        self._metrics.requests.inc()
+        try:
+            data, headers = await self._answer(msg)
+        except asyncio.CancelledError:
+            data, headers = self._error(
+                ErrorReply.of(
+                    ErrorCode.UNAVAILABLE,
+                    "the service stopped before it could answer; retry the request",
+                )
+            )
+            await self._respond(msg, data, headers)
+            raise
+        await self._respond(msg, data, headers)
+        elapsed = time.perf_counter_ns() - started
+        self.processing_time_ns += elapsed
+        self._metrics.latency.observe(elapsed / 1e9)
+
+    async def _respond(self, msg: Msg, data: bytes, headers: dict[str, str] | None) -> None:
+        if not msg.reply:
+            return  # a publish, not a request: nobody to answer
+        try:  # not msg.respond(): it would echo the request's headers back
+            await self._bus.nc.publish(msg.reply, data, headers=headers)
+        except Exception:  # the connection may be closing; the request is lost to the caller
+            log.warning("could not send the reply on %s", self.subject, exc_info=True)
+
+    async def _answer(self, msg: Msg) -> tuple[bytes, dict[str, str] | None]:
+        request = self._decode(msg)
+        if isinstance(request, ErrorReply):
+            return self._error(request)
+        ctx = MessageContext(msg.subject, self._bus, msg.headers, self.interface)
+        try:
+            result = await self._handler(request, ctx)
+        except ServiceError as exc:
+            return self._error(exc.reply)
+        except Exception as exc:
+            return self._error(self._failed(exc))
+        if type(result) is not self.interface.reply:
+            return self._error(self._wrong_type(result))
+        return to_json(result), None
 
 
 def _validation_reply(exc: ValidationError, interface: Interface[Any, Any]) -> ErrorReply:

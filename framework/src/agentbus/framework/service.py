@@ -39,7 +39,7 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings, redact_url
 from agentbus.framework.deploy.roles import DeployRole
 from agentbus.framework.discovery import Discovery
-from agentbus.framework.endpoint import Endpoint, Slots
+from agentbus.framework.endpoint import Endpoint, RequestEndpoint, Slots
 from agentbus.framework.errors import ConfigError
 from agentbus.framework.events import EventSubscription
 from agentbus.framework.jetstream import CONFIG_BUCKET, declare_all, key_value
@@ -209,7 +209,7 @@ class Service:
         for attribute in dir(type(self)):
             method = getattr(self, attribute, None)
             for marker, kind in (
-                ("__agentbus_handles__", Endpoint),
+                ("__agentbus_handles__", RequestEndpoint),
                 ("__agentbus_streams__", StreamEndpoint),
             ):
                 if (spec := getattr(method, marker, None)) is not None:

@@ -65,13 +65,14 @@ class StreamEndpoint(Endpoint):
     """One stream interface served by one service instance.
 
     Shares the request path's checks, concurrency slots, metrics and ``$SRV``
-    stats with :class:`Endpoint`; only the answering differs.
+    stats with :class:`~agentbus.framework.endpoint.RequestEndpoint`; only the
+    answering differs.
     """
 
     def __init__(
         self, interface: Interface[Any, Any], handler: StreamHandler, **kwargs: Any
     ) -> None:
-        super().__init__(interface, _request_handler_unused, **kwargs)
+        super().__init__(interface, **kwargs)
         self._stream_handler = handler
 
     async def _handle(self, msg: Msg) -> None:
@@ -149,9 +150,23 @@ class StreamEndpoint(Endpoint):
             log.warning("could not send a chunk on %s", reply, exc_info=True)
 
 
-async def _request_handler_unused(request: Any, ctx: MessageContext) -> BusMessage:
-    """A stream endpoint answers through its stream handler; ``_handle`` never calls this."""
-    raise NotImplementedError("StreamEndpoint answers through its stream handler")
+LATE_CANCELS = 5
+"""Cancels a stream's inbox sends back, at most, for chunks that arrive after it was left."""
+LATE_CANCEL_SECONDS = 60.0
+"""How long a left stream's inbox keeps answering late chunks with a cancel."""
+_unsubscribing: set[asyncio.Task[None]] = set()
+
+
+def _unsubscribe_soon(subscription: Subscription) -> None:
+    """Unsubscribe in the background (it may be gone already: ``max_msgs``, a closed client)."""
+
+    async def unsubscribe() -> None:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+    task = asyncio.ensure_future(unsubscribe())
+    _unsubscribing.add(task)
+    task.add_done_callback(_unsubscribing.discard)
 
 
 class ChunkStream(Generic[ChunkT]):
@@ -269,7 +284,25 @@ class ChunkStream(Generic[ChunkT]):
         with contextlib.suppress(Exception):
             if cancel:
                 await nc.publish(self._cancel_subject, b"")
+                await self._cancel_late_chunks()
             await self._sub.unsubscribe()
+
+    async def _cancel_late_chunks(self) -> None:
+        """Cancel again for each chunk that still arrives, for a while.
+
+        A handler subscribes to the cancel subject only when it starts; a request still
+        waiting for one of the service's slots does not hear a cancel sent meanwhile.
+        Its first chunk after that shows the stream still runs: answer it with a cancel."""
+        assert self._sub is not None
+        nc = self._bus.nc
+        subject = self._cancel_subject
+
+        async def again(_: Msg) -> None:
+            with contextlib.suppress(Exception):
+                await nc.publish(subject, b"")
+
+        watcher = await nc.subscribe(self._sub.subject, cb=again, max_msgs=LATE_CANCELS)
+        asyncio.get_running_loop().call_later(LATE_CANCEL_SECONDS, _unsubscribe_soon, watcher)
 
     async def __aenter__(self) -> Self:
         return self

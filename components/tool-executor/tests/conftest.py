@@ -49,16 +49,19 @@ def workspace(tmp_path: Path) -> Workspace:
 
 
 class FakeWeb:
-    """A loopback HTTP server; counts every request it gets, by path."""
+    """A loopback HTTP server; counts every request it gets, by path (and its Host header)."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        self.address = address
         self.hits: list[str] = []
+        self.host_headers: list[str] = []
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         web = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 web.hits.append(self.path)
+                web.host_headers.append(self.headers.get("Host", ""))
                 status, headers, body = web.routes.get(self.path, (200, {}, b"hello from fake"))
                 self.send_response(status)
                 for key, value in headers.items():
@@ -72,7 +75,7 @@ class FakeWeb:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((address, 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -81,7 +84,7 @@ class FakeWeb:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def close(self) -> None:
         self.server.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,73 @@ async def test_http_fetch_follows_allowed_redirects(call: Any, web: FakeWeb) -> 
     assert result.data["status"] == 200
     assert result.data["redirects"] == [f"{web.base}/start"]
     assert web.hits == ["/start", "/final"]
+
+
+async def test_a_pattern_that_backtracks_without_end_times_out_and_blocks_nobody(
+    workspace: Workspace, start_executor: Any, bus_as: Any
+) -> None:
+    (workspace.ws / "trap.txt").write_text("a" * 64 + "b\n", encoding="utf-8")
+    await start_executor({"policy": {"agent": agent_policy(workspace, timeout=2.0)}})
+    bus = await bus_as("agent")
+
+    def execute(tool: str, **arguments: Any) -> Any:
+        request = ExecuteRequest(tool=tool, arguments=arguments, caller="agent")
+        return bus.request(TOOLS_EXECUTE, request, timeout=30)
+
+    grep = asyncio.ensure_future(execute("fs.grep", pattern="(a|aa)+$", glob="trap.txt"))
+    await asyncio.sleep(0.1)  # the grep has started
+    read = await execute("fs.read", path="file.txt")
+
+    assert not grep.done(), "the executor answered another call while the grep ran"
+    assert isinstance(read.result, Completed)
+    with pytest.raises(RemoteError) as timed_out:
+        await grep
+    assert timed_out.value.code == "timeout"
+    assert "trap.txt:1" in str(timed_out.value)
+    assert "simplify the pattern" in str(timed_out.value)
+
+
+async def test_http_fetch_connects_to_the_address_it_checked_not_a_rebound_one(
+    workspace: Workspace,
+    start_executor: Any,
+    bus_as: Any,
+    internal: FakeWeb,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    allowed = FakeWeb("127.0.0.2")
+    answers: list[tuple[str, int]] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def rebinding_dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        """rebind.test: first the allowed address, then the internal one."""
+        if host != "rebind.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        answer = ("127.0.0.2", allowed.port) if not answers else ("127.0.0.1", internal.port)
+        answers.append(answer)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", answer)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    hosts = [f"rebind.test:{allowed.port}", f"127.0.0.2:{allowed.port}"]
+    await start_executor({"policy": {"agent": agent_policy(workspace, hosts=hosts)}})
+    bus = await bus_as("agent")
+    try:
+        reply = await bus.request(
+            TOOLS_EXECUTE,
+            ExecuteRequest(
+                tool="http.fetch",
+                arguments={"url": f"http://rebind.test:{allowed.port}/page"},
+                caller="agent",
+            ),
+            timeout=30,
+        )
+    finally:
+        allowed.close()
+
+    assert isinstance(reply.result, Completed)
+    assert reply.result.content == "hello from fake"
+    assert allowed.hits == ["/page"]
+    assert allowed.host_headers == [f"rebind.test:{allowed.port}"]
+    assert internal.hits == [], "the second DNS answer was never used"
 
 
 def git(repo: Path, *args: str) -> str:

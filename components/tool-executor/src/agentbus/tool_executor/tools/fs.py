@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import re
 import stat
+import time
 from pathlib import Path, PurePosixPath
 
+import regex
 from pydantic import Field, JsonValue
 
 from agentbus.interfaces.catalog.tools import Risk
@@ -210,9 +212,29 @@ async def grep(args: GrepArgs, ctx: ToolContext) -> ToolResult:
     """Search files for a regular expression; returns path:line:text for each match."""
     base = paths.resolve(args.path, ctx.roots)
     try:
-        regex = re.compile(args.pattern, re.IGNORECASE if args.ignore_case else 0)
-    except re.error as exc:
+        pattern = regex.compile(args.pattern, regex.IGNORECASE if args.ignore_case else 0)
+    except regex.error as exc:
         raise ToolFailed(f"invalid regular expression: {exc}") from None
+    budget = ctx.timeout(None)
+    # A thread: the search reads files and matches, and must not hold up the event loop.
+    matches, skipped = await asyncio.to_thread(
+        _search, pattern, base, args, ctx, time.monotonic() + budget
+    )
+    content, truncated = _cap("\n".join(matches), ctx.policy.max_output)
+    return ToolResult(
+        content,
+        truncated=truncated or len(matches) >= args.max_matches,
+        data={"matches": len(matches), "skipped_files": skipped},
+    )
+
+
+def _search(
+    pattern: regex.Pattern[str], base: Path, args: GrepArgs, ctx: ToolContext, deadline: float
+) -> tuple[list[str], int]:
+    """``path:line:text`` of each matching line, and how many files were skipped.
+
+    Every match gets the time left before ``deadline``: a pattern that backtracks
+    without end fails the call instead of holding a thread."""
     matches: list[str] = []
     skipped = 0
     for file in _files(base, args.glob, ctx.roots):
@@ -223,19 +245,23 @@ async def grep(args: GrepArgs, ctx: ToolContext) -> ToolResult:
             continue
         text = data.decode("utf-8", errors="replace")
         for number, line in enumerate(text.splitlines(), 1):
-            if regex.search(line):
+            try:
+                found = pattern.search(  # concurrent: the GIL is released while it matches
+                    line, concurrent=True, timeout=max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                raise ToolFailed(
+                    f"fs.grep ran out of time at {file.name}:{number}; "
+                    "simplify the pattern (nested repetition like (a+)+ backtracks) or search "
+                    "fewer files",
+                    code=ErrorCode.TIMEOUT,
+                ) from None
+            if found:
                 rel = file.relative_to(base) if file != base else Path(file.name)
                 matches.append(f"{rel}:{number}:{line}")
                 if len(matches) >= args.max_matches:
-                    break
-        if len(matches) >= args.max_matches:
-            break
-    content, truncated = _cap("\n".join(matches), ctx.policy.max_output)
-    return ToolResult(
-        content,
-        truncated=truncated or len(matches) >= args.max_matches,
-        data={"matches": len(matches), "skipped_files": skipped},
-    )
+                    return matches, skipped
+    return matches, skipped
 
 
 TOOLS = (read, write, edit, list_dir, glob, grep)

@@ -5,7 +5,10 @@ Allow-list entries are ``host``, ``host:port`` or ``*.domain``. For each hop
 host must match an entry, and every address the host resolves to must be
 public, unless that address itself is listed (``127.0.0.1:8080``): a listed
 *name* that resolves to a private, loopback or link-local address is refused,
-which stops DNS names pointed at internal services. Proxies from the
+which stops DNS names pointed at internal services. The request then goes to
+the address that was checked (the Host header and TLS server name stay the
+host's), never to a second DNS answer: a name that rebinds between the check
+and the connection does not reach an internal service. Proxies from the
 environment are ignored.
 """
 
@@ -15,7 +18,7 @@ import asyncio
 import fnmatch
 import ipaddress
 import socket
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from pydantic import Field, JsonValue
@@ -65,8 +68,12 @@ def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-async def check_url(url: str, allowed: tuple[str, ...]) -> None:
-    """Refuse ``url`` unless its scheme, host, port and resolved addresses pass the policy."""
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+async def check_url(url: str, allowed: tuple[str, ...]) -> Address:
+    """Refuse ``url`` unless its scheme, host, port and resolved addresses pass the policy;
+    the address to connect to."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise Refused(f"only http and https URLs are fetched, not {parts.scheme or 'none'!r}")
@@ -81,8 +88,8 @@ async def check_url(url: str, allowed: tuple[str, ...]) -> None:
         raise Refused(f"{url!r} has an invalid port") from None
     if not any(_entry_matches(entry, host, port) for entry in allowed):
         raise Refused(f"host {host}:{port} is not on this caller's allow-list", host=host)
-    if _literal(host) is not None:
-        return  # an IP literal that the policy lists explicitly: nothing to resolve
+    if (literal := _literal(host)) is not None:
+        return literal  # an IP literal that the policy lists explicitly: nothing to resolve
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -97,6 +104,36 @@ async def check_url(url: str, allowed: tuple[str, ...]) -> None:
                 host=host,
                 address=str(address),
             )
+    if not infos:
+        raise ToolFailed(f"{host} has no addresses", code=ErrorCode.UPSTREAM)
+    return ipaddress.ip_address(infos[0][4][0])
+
+
+def pinned_request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    address: Address,
+    headers: dict[str, str],
+    body: str | None,
+) -> httpx.Request:
+    """A request for ``url`` sent to ``address``: the URL's host in the Host header and, for
+    https, as the TLS server name (which the certificate is checked against)."""
+    parts = urlsplit(url)
+    port = parts.port or _default_port(parts.scheme)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    target = urlunsplit((parts.scheme, f"{host}:{port}", parts.path, parts.query, ""))
+    kept = {k: v for k, v in headers.items() if k.lower() != "host"}
+    extensions = {}
+    if parts.scheme == "https" and _literal(parts.hostname or "") is None:
+        extensions["sni_hostname"] = parts.hostname or ""
+    return client.build_request(
+        method,
+        target,
+        headers={**kept, "Host": parts.netloc},
+        content=body,
+        extensions=extensions,
+    )
 
 
 @tool("http.fetch", risk=Risk.MEDIUM)
@@ -105,14 +142,19 @@ async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolResult:
     url, method, body = args.url, args.method, args.body
     hops: list[str] = []
     timeout = ctx.timeout(args.timeout)
+    # No kept-alive connections: each hop connects anew to the address checked for its
+    # host, never reusing one opened (and TLS-verified) for another host on that address.
     async with httpx.AsyncClient(
-        follow_redirects=False, trust_env=False, timeout=timeout
+        follow_redirects=False,
+        trust_env=False,
+        timeout=timeout,
+        limits=httpx.Limits(max_keepalive_connections=0),
     ) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            await check_url(url, ctx.policy.hosts)
+            address = await check_url(url, ctx.policy.hosts)
             hops.append(url)
             try:
-                request = client.build_request(method, url, headers=args.headers, content=body)
+                request = pinned_request(client, method, url, address, args.headers, body)
                 response = await client.send(request, stream=True)
             except httpx.HTTPError as exc:
                 raise ToolFailed(f"{method} {url} failed: {exc}", code=ErrorCode.UPSTREAM) from None

@@ -117,6 +117,7 @@ def env_clean(result: Completed, ws: Workspace) -> None:
         "PATH",
         "AGENTBUS_TEST_PASSED",
         "PWD",  # some env(1) implementations add nothing, sh adds PWD
+        "AGENTBUS_TOOL_RUN",  # the run's marker (a random id), how escaped processes are found
     }
 
 
@@ -145,6 +146,12 @@ def children_dead(result: Completed, ws: Workspace) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"processes {alive} outlived the call")
+
+
+def exited_and_children_dead(result: Completed, ws: Workspace) -> None:
+    """The command itself exited: its call ends then, not at the timeout."""
+    assert not result.timed_out, "a background child held the call until the timeout"
+    children_dead(result, ws)
 
 
 def _alive(pid: int) -> bool:
@@ -568,7 +575,7 @@ CASES: list[Case] = [
         "shell.exec",
         {"argv": ["sh", "-c", "(sleep 30; touch {outside}/late) & echo $!"]},
         "contained",
-        check=children_dead,
+        check=exited_and_children_dead,
         policy=SH,
     ),
     Case(
@@ -578,6 +585,24 @@ CASES: list[Case] = [
         {"argv": ["sh", "-c", "for i in 1 2 3; do sleep 30 & echo $!; done; wait"], "timeout": 1},
         "contained",
         check=children_dead,
+        policy=SH,
+    ),
+    Case(
+        "setsid-escape",
+        "runaway",
+        "shell.exec",
+        {"argv": ["sh", "-c", "setsid sleep 30 & echo $!"]},
+        "contained",
+        check=exited_and_children_dead,
+        policy=SH,
+    ),
+    Case(
+        "double-fork-setsid",
+        "runaway",
+        "shell.exec",
+        {"argv": ["sh", "-c", "(setsid sh -c 'sleep 30; touch {outside}/late' & echo $!)"]},
+        "contained",
+        check=exited_and_children_dead,
         policy=SH,
     ),
     # oversized arguments

@@ -1,8 +1,11 @@
-"""Running a child process within limits: own session, capped output, group killed at timeout.
+"""Running a child process within limits: own session, capped output, all of it killed.
 
 The child starts in a new session (``start_new_session``), so it leads its own
 process group. At the timeout, and again when the child exits (background
-children it forked may still run), the whole group gets ``SIGKILL``. Output
+children it forked may still run), the whole group gets ``SIGKILL``, and so does
+every process that left the group (``setsid``, a double fork): its descendants
+found through ``/proc``, and every process whose environment still carries this
+run's marker (``AGENTBUS_TOOL_RUN=<id>``, inherited across forks and execs). Output
 (stdout and stderr, interleaved) is kept up to the cap; the rest is read and
 dropped so the child never blocks on a full pipe.
 """
@@ -14,8 +17,14 @@ import contextlib
 import os
 import signal
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+RUN_MARKER = "AGENTBUS_TOOL_RUN"
+"""The environment variable that marks every process of one run (value: the run's id)."""
+_PROC = Path("/proc")
+_KILL_ROUNDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +41,82 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (empty without /proc)."""
+    found: dict[int, int] = {}
+    with contextlib.suppress(OSError):
+        for entry in _PROC.iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def _descendants(root: int) -> set[int]:
+    """Every process below ``root`` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _marked(marker: bytes) -> set[int]:
+    """Processes whose environment holds ``marker`` (only this user's are readable)."""
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for entry in _PROC.iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if marker in (entry / "environ").read_bytes().split(b"\0"):
+                        found.add(int(entry.name))
+    return found
+
+
+def _kill_run(pid: int, marker: bytes) -> None:
+    """SIGKILL the child's group, its descendants, and whatever carries the run's marker;
+    again while any remain (they may fork meanwhile)."""
+    escaped = _descendants(pid)
+    _kill_group(pid)
+    for _ in range(_KILL_ROUNDS):
+        targets = (escaped | _marked(marker)) - {os.getpid()}
+        if not targets:
+            return
+        for target in targets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(target, signal.SIGKILL)
+        escaped = set()
+
+
+async def _exited(process: asyncio.subprocess.Process) -> int:
+    """The exit code as soon as the child exits. ``Process.wait()`` also waits until its
+    pipes close, which a background grandchild holding stdout would put off to the timeout."""
+    delay = 0.001
+    while process.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return process.returncode
+
+
 async def run_process(
     argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float, max_output: int
 ) -> ProcessResult:
     """Run ``argv`` (no shell) and return its output, exit code and whether it timed out."""
     started = time.monotonic()
+    run_id = uuid.uuid4().hex
+    marker = f"{RUN_MARKER}={run_id}".encode()
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
-        env=env,
+        env={**env, RUN_MARKER: run_id},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -61,18 +137,21 @@ async def run_process(
     reader = asyncio.ensure_future(pump())
     timed_out = False
     try:
-        await asyncio.wait_for(process.wait(), timeout)
+        await asyncio.wait_for(_exited(process), timeout)
     except TimeoutError:
         timed_out = True
     finally:
-        _kill_group(process.pid)  # the child's session: forked children die with it
+        # The child's session, and what left it: forked children die with it. Synchronous
+        # (a few ms of /proc reads), so a cancellation cannot interrupt it.
+        _kill_run(process.pid, marker)
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-    exit_code = await process.wait()
-    # Every writer of the pipe is dead now, so the reader reaches EOF promptly; a grandchild
-    # that left the session keeps it open, so do not wait forever for it.
+    exit_code = await _exited(process)
+    # Every writer of the pipe is dead now, so the reader reaches EOF promptly; one we could
+    # not kill (another user's) keeps it open, so do not wait forever for it.
     try:
         await asyncio.wait_for(reader, 2.0)
+        await asyncio.wait_for(process.wait(), 2.0)  # the transport closes with its pipes
     except TimeoutError:
         truncated = True
     return ProcessResult(

@@ -1,4 +1,5 @@
-"""Shared pieces of the workflow-runner tests: a scripted fake model, polling, run events.
+"""Shared pieces of the workflow-runner tests: a scripted fake model, polling, run events,
+the CLI in a subprocess.
 
 The fake model is the model gateway's fake OpenAI HTTP server with a *brain*: a
 function from the request the provider received to its answer. Brains decide from
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agentbus.framework import Bus, NoRespondersError, RequestTimeoutError
@@ -134,3 +138,25 @@ async def run_events(bus: Bus, run_id: str) -> list[RunEvent]:
             events.append(RunEvent.model_validate_json(msg.data))
     finally:
         await sub.unsubscribe()
+
+
+async def agentbus(nats_url: str, tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run the ``agentbus`` CLI in a subprocess; its exit code and output (with stderr)."""
+    env = {
+        **os.environ,
+        "AGENTBUS_NATS_URL": nats_url,
+        "AGENTBUS_DATA_DIR": str(tmp_path / "cli"),
+        "COLUMNS": "200",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agentbus.framework.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, output.decode()

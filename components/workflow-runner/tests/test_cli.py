@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
-from runner_helpers import FakeModel, Received, answer, tool_results, wait_status
+from runner_helpers import FakeModel, Received, agentbus, answer, tool_results, wait_status
 
 from agentbus.framework import Bus
-
-
-async def agentbus(nats_url: str, tmp_path: Path, *args: str) -> tuple[int, str]:
-    env = {
-        **os.environ,
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATA_DIR": str(tmp_path / "cli"),
-        "COLUMNS": "200",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "agentbus.framework.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, output.decode()
 
 
 def read_and_report(received: Received) -> Any:

@@ -1,7 +1,8 @@
 """``agentbus run <workflow> --input '{...}' --follow`` and ``agentbus runs ...``.
 
 ``runs list|show|follow|cancel|resume`` reach the runner through the ``workflows.*``
-interfaces; ``--follow`` reads the run's events from the ``AGENTBUS_RUNS`` stream.
+interfaces; ``--follow`` reads the run's events from the ``AGENTBUS_RUNS`` stream;
+``runs purge`` works on the runs' KV bucket directly (no runner needs to be up).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from agentbus.interfaces.catalog.workflows import (
 )
 from agentbus.interfaces.subjects import run_events_subject
 from agentbus.workflow_runner.dispatch import EVENTS_STREAM
+from agentbus.workflow_runner.retention import ExpiredRun, parse_duration, sweep
+from agentbus.workflow_runner.store import RunStore
 
 run_app = typer.Typer(
     help="Start a workflow run: agentbus run <workflow> --input '{...}' [--follow].",
@@ -52,7 +55,7 @@ run_app = typer.Typer(
     context_settings={"allow_interspersed_args": True},
     subcommand_metavar="",
 )
-runs_app = typer.Typer(help="Workflow runs: list, show, follow, cancel, resume.")
+runs_app = typer.Typer(help="Workflow runs: list, show, follow, cancel, resume, purge.")
 
 EXIT = {"finished": 0, "failed": 1, "cancelled": 1}
 
@@ -213,6 +216,65 @@ def resume(
         return await follow_run(bus, run_id) if follow_after else 0
 
     sys.exit(run(with_bus(options(ctx), work)))
+
+
+@runs_app.command("purge")
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="Remove runs that ended longer ago than this: seconds (3600) or 90s, 30m, 12h, "
+            "7d.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the runs that would go; remove nothing.")
+    ] = False,
+) -> None:
+    """Remove finished, failed and cancelled runs that ended long ago, with their steps.
+
+    Queued, running and waiting runs stay, however old. The runner does the same every
+    AGENTBUS_RUNNER_RETENTION_SWEEP_INTERVAL for AGENTBUS_RUNNER_RETENTION_SECONDS.
+    """
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    if seconds <= 0:
+        raise typer.BadParameter(
+            "must be more than 0 (1s removes every run that has ended)", param_hint="--older-than"
+        )
+
+    async def work(bus: Bus) -> list[ExpiredRun]:
+        return await sweep(await RunStore.open(bus.js), seconds, dry_run=dry_run)
+
+    expired = run(with_bus(options(ctx), work))
+    if not expired:
+        console.print(f"no run ended over {older_than} ago: nothing to remove")
+        return
+    table = Table(title="runs that would be removed" if dry_run else "removed runs")
+    for column in ("run", "workflow", "status", "ended", "steps"):
+        table.add_column(column)
+    for item in expired:
+        table.add_row(
+            item.run.run_id,
+            item.run.workflow,
+            _status(item.run.status),
+            item.run.updated_at,
+            str(len(item.step_keys)),
+        )
+    console.print(table)
+    counts = (
+        f"{len(expired)} run(s), {sum(len(e.step_keys) for e in expired)} step key(s) and "
+        f"{sum(len(e.approval_keys) for e in expired)} approval key(s)"
+    )
+    if dry_run:
+        console.print(f"would remove {counts} (dry run: nothing removed)")
+    else:
+        console.print(f"removed {counts}")
 
 
 # -- following -------------------------------------------------------------------------

@@ -70,7 +70,7 @@ from agentbus.interfaces.subjects import (
     run_events_subject,
     workflow_control_subject,
 )
-from agentbus.workflow_runner import dispatch
+from agentbus.workflow_runner import dispatch, retention
 from agentbus.workflow_runner.definition import (
     Route,
     StartWorkflow,
@@ -108,6 +108,8 @@ class WorkflowRunner(Service):
     """Set on a subclass (tests, benchmarks) instead of reading AGENTBUS_RUNNER_*."""
     apps: tuple[WorkflowApp, ...] = ()
     """Workflow apps added on a subclass, besides those named in AGENTBUS_RUNNER_APPS."""
+    retention_task: asyncio.Task[None] | None = None
+    """The periodic retention sweep (none when retention_seconds is 0)."""
 
     async def initialize(self) -> None:
         self.options = self.runner_settings or RunnerSettings()
@@ -131,11 +133,16 @@ class WorkflowRunner(Service):
             js, self._execute, max_runs=self.options.max_runs, ack_wait=self.options.ack_wait
         )
         await self.queue.start()
+        if self.options.retention_seconds > 0:
+            self.retention_task = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def shutdown(self) -> None:
         """Stop taking runs; interrupt running ones (they continue elsewhere from their last
         persisted step: their messages are given back at once)."""
         self._stopping = True
+        if self.retention_task is not None:
+            self.retention_task.cancel()
+            await asyncio.wait({self.retention_task})
         await self.queue.stop_intake()
         with contextlib.suppress(Exception):
             await self._control.unsubscribe()
@@ -418,6 +425,26 @@ class WorkflowRunner(Service):
         task.cancel()
         with contextlib.suppress(Exception):
             await msg.respond(b"cancelling")
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        """Remove runs past the retention now and every retention_sweep_interval."""
+        interval = self.options.retention_sweep_interval
+        while True:
+            try:
+                removed = await retention.sweep(self.store, self.options.retention_seconds)
+            except Exception as exc:  # the bus is down, the server restarting: next time
+                log.warning("the retention sweep failed (%r); next one in %gs", exc, interval)
+            else:
+                if removed:
+                    log.info(
+                        "retention: removed %d run(s) and %d step(s) that ended over %gs ago",
+                        len(removed),
+                        sum(len(r.step_keys) for r in removed),
+                        self.options.retention_seconds,
+                    )
+            await asyncio.sleep(interval)
 
     # -- executing runs ------------------------------------------------------------------
 

@@ -44,3 +44,15 @@ class RunnerSettings(BaseSettings):
     events_max_age: float = Field(
         default=7 * 24 * 3600.0, gt=0, description="Seconds run events are kept."
     )
+    retention_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=0,
+        description="Seconds a run that ended (finished, failed, cancelled) is kept, with its "
+        "steps, after it ended; 0 keeps runs forever. Unfinished runs are never removed.",
+    )
+    retention_sweep_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between two retention sweeps of one replica (the first runs at "
+        "start).",
+    )

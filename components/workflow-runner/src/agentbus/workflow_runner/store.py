@@ -26,6 +26,7 @@ from agentbus.framework.jetstream import key_value
 from agentbus.interfaces.catalog.workflows import RunInfo, StepInfo
 
 BUCKET = "agentbus_workflow_runs"
+STREAM = f"KV_{BUCKET}"
 _PREFIX = f"$KV.{BUCKET}."
 
 
@@ -99,30 +100,57 @@ class RunStore:
         raise RuntimeError(f"run {run_id} keeps changing under concurrent updates; retry")
 
     async def all(self) -> list[RunInfo]:
-        return [RunInfo.model_validate_json(value) for value in await self._values("run.*")]
+        return [run for run, _ in await self.all_with_revisions()]
+
+    async def all_with_revisions(self) -> list[tuple[RunInfo, int]]:
+        """Every run with the revision of its record (for a bounded :meth:`remove_run`)."""
+        return [
+            (RunInfo.model_validate_json(entry.value or b""), int(entry.revision or 0))
+            for entry in await self._entries("run.*")
+        ]
+
+    async def keys(self, pattern: str) -> list[str]:
+        """The keys matching ``pattern`` (NATS wildcards), sorted, from the bucket stream's
+        per-subject state."""
+        info = await self._js.stream_info(STREAM, subjects_filter=f"{_PREFIX}{pattern}")
+        return sorted(subject[len(_PREFIX) :] for subject in (info.state.subjects or {}))
 
     async def _values(self, pattern: str) -> list[bytes]:
-        """Current values of the keys matching ``pattern``.
+        return [entry.value or b"" for entry in await self._entries(pattern)]
+
+    async def _entries(self, pattern: str) -> list[KeyValue.Entry]:
+        """Current entries of the keys matching ``pattern`` (deleted ones left out).
 
         The keys come from the bucket stream's per-subject state, then each is read: a
         KV watch would do it in one pass, but its end-of-data marker can arrive before
         entries already on their way, and a missing step would make a run diverge.
         """
-        info = await self._js.stream_info(f"KV_{BUCKET}", subjects_filter=f"{_PREFIX}{pattern}")
-        keys = sorted(subject[len(_PREFIX) :] for subject in (info.state.subjects or {}))
-        values: list[bytes] = []
+        keys = await self.keys(pattern)
+        found: list[KeyValue.Entry] = []
         for start in range(0, len(keys), 64):
             chunk = keys[start : start + 64]
             entries = await asyncio.gather(*(self._get(key) for key in chunk))
-            values += [entry for entry in entries if entry]
-        return values
+            found += [entry for entry in entries if entry is not None]
+        return found
 
-    async def _get(self, key: str) -> bytes | None:
+    async def _get(self, key: str) -> KeyValue.Entry | None:
         try:
             entry = await self.kv.get(key)
         except KeyNotFoundError:  # deleted
             return None
-        return entry.value or None
+        return entry if entry.value else None
+
+    async def remove_run(self, run_id: str, revision: int, approval_keys: list[str]) -> None:
+        """Remove a run's steps, the given approval keys and then its record, from the
+        bucket stream itself (no delete markers stay behind).
+
+        Only messages up to ``revision`` (the run record's, read when the run was found to
+        be over) are removed: a run created again with the same id afterwards, and its
+        steps, are newer and stay. The record goes last, so a removal interrupted midway is
+        found again and finished by the next one; removing what is gone already is a no-op.
+        """
+        for key in [f"step.{run_id}.*", *approval_keys, _run_key(run_id)]:
+            await self._js.purge_stream(STREAM, seq=revision + 1, subject=f"{_PREFIX}{key}")
 
     # -- steps -------------------------------------------------------------------------
 
@@ -140,6 +168,9 @@ class RunStore:
             return False
         return True
 
+    async def step_keys(self, run_id: str) -> list[str]:
+        return await self.keys(f"step.{run_id}.*")
+
     async def steps(self, run_id: str) -> list[StepInfo]:
         steps = [StepInfo.model_validate_json(v) for v in await self._values(f"step.{run_id}.*")]
         return sorted(steps, key=lambda s: s.index)
@@ -148,6 +179,12 @@ class RunStore:
 
     async def remember_approval(self, approval_id: str, run_id: str) -> None:
         await self.kv.put(f"approval.{approval_id}", run_id.encode())
+
+    async def approvals(self) -> dict[str, str]:
+        """Every approval key with the run id it points to."""
+        return {
+            entry.key: (entry.value or b"").decode() for entry in await self._entries("approval.*")
+        }
 
     async def run_for_approval(self, approval_id: str) -> str | None:
         try:

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,34 @@ def make_repo(path: Path) -> Path:
         git(path, "commit", "-q", "-m", f"{tag}: {mode}")
         git(path, "tag", tag)
     return path
+
+
+def cluster_file(repo: Path, component: str, interface: str) -> None:
+    """``agentbus.toml`` in ``repo``: the service entry `agentbus deploy` reads."""
+    (repo / "agentbus.toml").write_text(
+        f'[[service]]\nname = "{component}"\ntarget = "svc:Svc"\n'
+        f'env = {{ DEPLOY_TEST_INTERFACE = "{interface}", DEPLOY_TEST_SERVICE = "{component}",'
+        ' AGENTBUS_SHUTDOWN_GRACE = "2" }\n'
+    )
+
+
+def deploy_cli(
+    repo: Path, cli: list[str], env: dict[str, str], timeout: float
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``deploy(*args)``: runs ``<cli> deploy <args>`` in ``repo`` and returns what it did."""
+
+    def deploy(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cli, "deploy", *args],
+            cwd=repo,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return deploy
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_helpers import SMOKE_PAYLOAD, git, instances_of, kill_instances, make_repo
+from deploy_helpers import (
+    SMOKE_PAYLOAD,
+    cluster_file,
+    deploy_cli,
+    git,
+    instances_of,
+    kill_instances,
+    make_repo,
+)
 from framework_helpers import unique
 
 from agentbus.framework.config import Settings
@@ -31,27 +38,11 @@ def test_promote_reject_status_and_rollback_from_the_command_line(
 ) -> None:
     repo = make_repo(tmp_path / "repo")
     interface = f"test.deploycli{uuid.uuid4().hex[:8]}"
-    (repo / "agentbus.toml").write_text(
-        f'[[service]]\nname = "{component}"\ntarget = "svc:Svc"\n'
-        f'env = {{ DEPLOY_TEST_INTERFACE = "{interface}", DEPLOY_TEST_SERVICE = "{component}",'
-        ' AGENTBUS_SHUTDOWN_GRACE = "2" }\n'
-    )
+    cluster_file(repo, component, interface)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
     smoke = json.dumps({"interface": interface, "major": 1, "payload": SMOKE_PAYLOAD})
-
     cli = [sys.executable, "-m", "agentbus.framework.cli", "--nats-url", settings.nats_url or ""]
-    cli += ["--data-dir", str(tmp_path / "agentbus"), "deploy"]
-
-    def deploy(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*cli, *args],
-            cwd=repo,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=90,
-            check=False,
-        )
+    deploy = deploy_cli(repo, [*cli, "--data-dir", str(tmp_path / "agentbus")], env, timeout=90)
 
     def status() -> dict[str, object]:
         done = deploy("status", component, "--json")

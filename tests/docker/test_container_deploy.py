@@ -22,6 +22,8 @@ from deploy_helpers import (
     Ask,
     Load,
     ask_interface,
+    cluster_file,
+    deploy_cli,
     git,
     make_repo,
     smoke,
@@ -68,6 +70,14 @@ class Kit:
         return [c.name or "" for c in found]
 
 
+def remove_deployed(client: docker.DockerClient, component: str) -> None:
+    """Remove every container and image the docker backend made for ``component``."""
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}={component}"}):
+        container.remove(force=True, v=True)
+    for image in client.images.list(filters={"label": f"{LABEL}={component}"}):
+        client.images.remove(image.id, force=True)
+
+
 @pytest.fixture
 def docker_client(docker_engine: None) -> Iterator[docker.DockerClient]:
     client = docker.from_env()
@@ -100,12 +110,7 @@ async def kit(
         async with Bus(settings, Source("docker-test", "deploy")) as bus:
             yield Kit(component, interface, backend, Promoter(bus, backend, POLICY), docker_client)
     finally:
-        for container in docker_client.containers.list(
-            all=True, filters={"label": f"{LABEL}={component}"}
-        ):
-            container.remove(force=True, v=True)
-        for image in docker_client.images.list(filters={"label": f"{LABEL}={component}"}):
-            docker_client.images.remove(image.id, force=True)
+        remove_deployed(docker_client, component)
 
 
 def test_nats_in_a_container_answers_the_health_command(
@@ -173,11 +178,7 @@ def test_the_deploy_command_promotes_and_rolls_back_containers(
     repo = make_repo(tmp_path / "repo")
     component = unique("cli")
     interface = f"test.deploycli{uuid.uuid4().hex[:8]}"
-    (repo / "agentbus.toml").write_text(
-        f'[[service]]\nname = "{component}"\ntarget = "svc:Svc"\n'
-        f'env = {{ DEPLOY_TEST_INTERFACE = "{interface}", DEPLOY_TEST_SERVICE = "{component}",'
-        ' AGENTBUS_SHUTDOWN_GRACE = "2" }\n'
-    )
+    cluster_file(repo, component, interface)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
     env.update(
         AGENTBUS_NATS_URL=nats_in_container.url,
@@ -187,16 +188,7 @@ def test_the_deploy_command_promotes_and_rolls_back_containers(
     )
     smoke_request = json.dumps({"interface": interface, "major": 1, "payload": SMOKE_PAYLOAD})
 
-    def deploy(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CLI, "--data-dir", str(tmp_path / "agentbus"), "deploy", *args],
-            cwd=repo,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
+    deploy = deploy_cli(repo, [*CLI, "--data-dir", str(tmp_path / "agentbus")], env, timeout=300)
 
     def colors() -> dict[str, str]:
         found = docker_client.containers.list(filters={"label": f"{LABEL}={component}"})
@@ -219,9 +211,4 @@ def test_the_deploy_command_promotes_and_rolls_back_containers(
         status = deploy("status", component, "--json")
         assert json.loads(status.stdout)["runtime"]["backend"] == "docker"
     finally:
-        for container in docker_client.containers.list(
-            all=True, filters={"label": f"{LABEL}={component}"}
-        ):
-            container.remove(force=True, v=True)
-        for image in docker_client.images.list(filters={"label": f"{LABEL}={component}"}):
-            docker_client.images.remove(image.id, force=True)
+        remove_deployed(docker_client, component)

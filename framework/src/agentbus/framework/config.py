@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="docker backend: the NATS URL as the containers reach it "
         "(e.g. nats://nats:4222); unset: the deployer's own.",
     )
+    file_watch_interval: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds between checks of watched configuration files (a service's "
+        "models.toml, tools.toml); 0: read them at start only.",
+    )
     log_level: str = "INFO"
 
     def redacted_nats_url(self) -> str:

@@ -31,6 +31,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 from nats.js.kv import KeyValue
@@ -42,6 +43,7 @@ from agentbus.framework.discovery import Discovery
 from agentbus.framework.endpoint import Endpoint, RequestEndpoint, Slots
 from agentbus.framework.errors import ConfigError
 from agentbus.framework.events import EventSubscription
+from agentbus.framework.filewatch import FileWatch, OnChange
 from agentbus.framework.jetstream import CONFIG_BUCKET, declare_all, key_value
 from agentbus.framework.metrics import ServiceMetrics
 from agentbus.framework.streaming import StreamEndpoint
@@ -157,6 +159,7 @@ class Service:
         self.metrics.track_in_flight(self._slots.__len__)
         self._discovery: Discovery | None = None
         self._config_task: asyncio.Task[None] | None = None
+        self._file_watches: list[FileWatch] = []
         self._role: DeployRole | None = None  # blue/green: only when settings.deploy_color
         self._started = False
 
@@ -170,6 +173,17 @@ class Service:
 
     async def on_config_change(self, config: dict[str, Any]) -> None:
         """Called with the new value of key ``<name>`` in the ``agentbus_config`` bucket."""
+
+    async def watch_file(self, path: Path, on_change: OnChange) -> FileWatch | None:
+        """Call ``on_change()`` each time the content of ``path`` changes, until the service
+        stops; checked every ``settings.file_watch_interval`` seconds (0: never, returns
+        None). For configuration files a service reads in :meth:`initialize`."""
+        if self.settings.file_watch_interval <= 0:
+            return None
+        watch = FileWatch(path, on_change, interval=self.settings.file_watch_interval)
+        await watch.start()
+        self._file_watches.append(watch)
+        return watch
 
     # -- running ---------------------------------------------------------------------
 
@@ -290,6 +304,7 @@ class Service:
         if not self._started:
             return
         self._started = False
+        await self._stop_file_watches()  # no reload while shutting down
         if self._role is not None:
             await self._role.stop()
         for endpoint in self.endpoints:
@@ -313,7 +328,13 @@ class Service:
             task.cancel()
         return len(tasks)
 
+    async def _stop_file_watches(self) -> None:
+        watches, self._file_watches = self._file_watches, []
+        for watch in watches:
+            await watch.stop()
+
     async def _close_connection(self) -> None:
+        await self._stop_file_watches()
         if self._role is not None:
             role, self._role = self._role, None
             await role.stop()

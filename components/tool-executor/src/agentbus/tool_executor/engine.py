@@ -15,6 +15,10 @@
 
 The engine is used by the bus service and, through it, by the MCP server; the
 benchmark calls the tool functions directly to measure what the path adds.
+
+The policies can be replaced while calls run (:meth:`Engine.use`, when the policy
+file changes): each call reads them once when it starts and keeps that policy to
+the end, so a call never mixes an old and a new policy.
 """
 
 from __future__ import annotations
@@ -92,9 +96,17 @@ class Engine:
             raise ValueError(f"tool {declared.name} is declared twice")
         self.tools[declared.name] = declared
 
+    def use(self, policies: PolicyFile) -> None:
+        """Serve calls that start from now on under ``policies``; running calls keep theirs."""
+        self.policies = policies
+
     def check_identity(self, claimed: str, source_component: str) -> None:
         """The caller field must name the sending component, unless the sender is a relay."""
-        if claimed != source_component and source_component not in self.policies.executor.relays:
+        self._check_identity(self.policies, claimed, source_component)
+
+    @staticmethod
+    def _check_identity(policies: PolicyFile, claimed: str, source_component: str) -> None:
+        if claimed != source_component and source_component not in policies.executor.relays:
             raise Refused(
                 f"component {source_component!r} may not call as {claimed!r}: send as that "
                 "component, or list the sender under [executor] relays in the policy file"
@@ -118,8 +130,9 @@ class Engine:
         outcome = "internal"
         exit_code: int | None = None
         try:
-            self.check_identity(request.caller, caller.source.split("/", 1)[0])
-            policy = self.policies.for_caller(request.caller)
+            policies = self.policies  # this call's policy, even if the file changes meanwhile
+            self._check_identity(policies, request.caller, caller.source.split("/", 1)[0])
+            policy = policies.for_caller(request.caller)
             declared = self._tool(request.tool, policy)
             args = self._parse(declared, request.arguments, policy)
             if declared.precheck is not None:

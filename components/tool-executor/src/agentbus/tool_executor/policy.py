@@ -25,12 +25,15 @@
 
 A caller without a policy gets ``[policy.default]`` when the file has one, else
 a policy that allows nothing. A policy can only narrow: unknown keys are errors.
+The executor reads the file again when it changes (:func:`describe_changes` says
+what an edit changed; :func:`mcp_server_changes` which imported servers it touched).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,8 +152,56 @@ class PolicyFile(BaseModel):
     def load(cls, path: Path | None = None) -> PolicyFile:
         """From ``path``, else ``$AGENTBUS_TOOLS_POLICY``, else ``tools.toml``; missing: empty."""
         if path is None:
-            configured = os.environ.get(POLICY_ENV)
-            path = Path(configured or DEFAULT_POLICY_FILE)
-            if not configured and not path.exists():
+            path = policy_path()
+            if not os.environ.get(POLICY_ENV) and not path.exists():
                 return cls()  # no file, no policies: every caller gets NOTHING
         return cls.parse(load_toml(path), str(path))
+
+
+def policy_path() -> Path:
+    """``$AGENTBUS_TOOLS_POLICY``, else ``tools.toml`` in the working folder."""
+    return Path(os.environ.get(POLICY_ENV) or DEFAULT_POLICY_FILE)
+
+
+def _differences(
+    old: Mapping[str, BaseModel], new: Mapping[str, BaseModel]
+) -> tuple[list[str], list[str], list[str]]:
+    """Names added, removed and changed from ``old`` to ``new``."""
+    added = sorted(new.keys() - old.keys())
+    removed = sorted(old.keys() - new.keys())
+    changed = sorted(name for name in old.keys() & new.keys() if old[name] != new[name])
+    return added, removed, changed
+
+
+def _changed_fields(old: BaseModel, new: BaseModel) -> list[str]:
+    return [name for name in type(old).model_fields if getattr(old, name) != getattr(new, name)]
+
+
+def describe_changes(old: PolicyFile, new: PolicyFile) -> str:
+    """What an edit changed, for the log: callers added, removed or changed (which keys),
+    relays. MCP servers are left to :func:`mcp_server_changes`."""
+    added, removed, changed = _differences(old.policy, new.policy)
+    parts = []
+    if added:
+        parts.append(f"callers added: {', '.join(added)}")
+    if removed:
+        parts.append(f"callers removed: {', '.join(removed)}")
+    if changed:
+        details = (
+            f"{name} ({', '.join(_changed_fields(old.policy[name], new.policy[name]))})"
+            for name in changed
+        )
+        parts.append(f"callers changed: {', '.join(details)}")
+    if old.executor.relays != new.executor.relays:
+        parts.append(f"relays: {list(old.executor.relays)} -> {list(new.executor.relays)}")
+    return "; ".join(parts) or "no policy changed"
+
+
+def mcp_server_changes(old: PolicyFile, new: PolicyFile) -> list[str]:
+    """``added x``, ``removed y``, ``changed z``: the [mcp_servers] that differ, by name."""
+    added, removed, changed = _differences(old.mcp_servers, new.mcp_servers)
+    return (
+        [f"added {name}" for name in added]
+        + [f"removed {name}" for name in removed]
+        + [f"changed {name}" for name in changed]
+    )

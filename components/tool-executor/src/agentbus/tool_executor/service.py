@@ -2,14 +2,22 @@
 
 Run it with ``agentbus serve agentbus.tool_executor.service:ToolExecutor`` (or
 ``agentbus up``); the policy file comes from ``AGENTBUS_TOOLS_POLICY`` (default
-``tools.toml`` in the working folder).
+``tools.toml`` in the working folder) and is read again whenever it changes
+(every ``file_watch_interval`` seconds): a valid edit applies to calls that start
+afterwards, an invalid one is logged and the previous policy stays in force.
+Imported MCP servers are started once; changing them needs a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
+from pathlib import Path
 from typing import Any
 
 from agentbus.framework import MessageContext, Service, ServiceError, handles
+from agentbus.framework.errors import ConfigError
 from agentbus.interfaces.catalog.tools import (
     APPROVAL_DECIDED,
     APPROVALS_DECIDE,
@@ -31,8 +39,15 @@ from agentbus.tool_executor.audit import COMPONENT
 from agentbus.tool_executor.engine import Caller, Engine
 from agentbus.tool_executor.errors import ToolError
 from agentbus.tool_executor.mcp_import import McpImports
-from agentbus.tool_executor.policy import PolicyFile
+from agentbus.tool_executor.policy import (
+    PolicyFile,
+    describe_changes,
+    mcp_server_changes,
+    policy_path,
+)
 from agentbus.tool_executor.tools import BUILTIN
+
+log = logging.getLogger("agentbus.tool_executor")
 
 
 def _service_error(exc: ToolError) -> ServiceError:
@@ -46,22 +61,50 @@ class ToolExecutor(Service):
     version = "0.1.0"
 
     policy_file: PolicyFile | None = None
-    """Set on a subclass (tests) to skip loading the policy file."""
+    """Set on a subclass (tests) to skip loading (and watching) the policy file."""
 
     async def initialize(self) -> None:
-        policies = self.policy_file or PolicyFile.load()
+        approvals = await ApprovalStore.open(self.bus.js)
+        runs = await RunStore.open(self.bus.js)
+        policies = self.policy_file
+        if policies is None:
+            # Watched before it is read, with no await in between until the engine exists:
+            # an edit made meanwhile is simply loaded once more, never missed.
+            path = policy_path()
+            await self.watch_file(path, functools.partial(self._reload_policies, path))
+            policies = PolicyFile.load()
+        self.engine = Engine(BUILTIN, policies, self.bus, approvals, runs)
         self.imports = McpImports(policies.mcp_servers)
-        imported = await self.imports.start()
-        self.engine = Engine(
-            [*BUILTIN, *imported],
-            policies,
-            self.bus,
-            await ApprovalStore.open(self.bus.js),
-            await RunStore.open(self.bus.js),
-        )
+        for imported in await self.imports.start():
+            self.engine.add(imported)
 
     async def shutdown(self) -> None:
         await self.imports.stop()
+
+    async def _reload_policies(self, path: Path) -> None:
+        """Apply the edited policy file, except its [mcp_servers] (imported at start only)."""
+        try:
+            new = await asyncio.to_thread(PolicyFile.load, path)
+        except (ConfigError, OSError, UnicodeDecodeError) as exc:
+            log.error(
+                "policy file %s changed but was not applied, the previous policy stays in "
+                "force: %s. Fix the file; it is read again when it changes.",
+                path,
+                exc,
+            )
+            return
+        old = self.engine.policies
+        servers = mcp_server_changes(old, new)
+        if servers:
+            log.warning(
+                "policy file %s changes MCP servers (%s): restart the executor to apply them; "
+                "the servers imported at start stay as they were",
+                path,
+                ", ".join(servers),
+            )
+            new = new.model_copy(update={"mcp_servers": old.mcp_servers})  # what runs
+        self.engine.use(new)
+        log.info("policy file %s reloaded: %s", path, describe_changes(old, new))
 
     def _caller(self, ctx: MessageContext) -> Caller:
         meta = ctx.metadata

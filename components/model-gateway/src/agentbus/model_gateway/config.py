@@ -146,11 +146,19 @@ class ModelsConfig(_Closed):
 def load(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> ModelsConfig:
     """The file named by ``AGENTBUS_MODELS_FILE`` (or ``./models.toml``), else the environment."""
     env = os.environ if environ is None else environ
+    path = models_file(env, cwd)
+    return from_environment(env) if path is None else from_file(path, env)
+
+
+def models_file(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
+    """The file :func:`load` reads: the one ``AGENTBUS_MODELS_FILE`` names (present or not),
+    else ``./models.toml`` if there is one; ``None`` when the environment is used."""
+    env = os.environ if environ is None else environ
     named = env.get(MODELS_FILE_ENV)
-    path = Path(named) if named else (cwd or Path.cwd()) / "models.toml"
-    if named or path.is_file():
-        return from_file(path, env)
-    return from_environment(env)
+    if named:
+        return Path(named)
+    path = (cwd or Path.cwd()) / "models.toml"
+    return path if path.is_file() else None
 
 
 def from_file(path: Path, environ: Mapping[str, str] | None = None) -> ModelsConfig:

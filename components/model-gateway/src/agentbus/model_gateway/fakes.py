@@ -9,7 +9,8 @@ official SDK, over HTTP, with SSE for streams. Tests script the replies::
         ...
         assert len(fake.requests) == 2
 
-Unscripted requests get the fake's default answer ("Hello world", streamed as
+A stream can be held part-way (``hold``, a ``threading.Event``) until the test
+lets it go on. Unscripted requests get the fake's default answer ("Hello world", streamed as
 two deltas; embeddings of dimension 4). Received requests are recorded, and so
 is a client that hung up in the middle of a stream (``disconnected``).
 """
@@ -37,6 +38,9 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     event_delay: float = 0.0
+    hold: threading.Event | None = None
+    """Wait until this is set before answering (streams: after ``hold_after`` events)."""
+    hold_after: int = 1
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class FakeServer:
                 if reply.events is not None:
                     await self._stream(reader, writer, reply)
                     return
+                if reply.hold is not None:
+                    await _released(reply.hold)
                 body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
                 headers = {"Content-Type": "application/json", **reply.headers}
                 writer.write(_head(reply.status, headers, len(body)) + body)
@@ -170,6 +176,9 @@ class FakeServer:
             for index, event in enumerate(reply.events or []):
                 if index and reply.event_delay:
                     await asyncio.wait({hung_up}, timeout=reply.event_delay)
+                if index == reply.hold_after and reply.hold is not None:
+                    while not reply.hold.is_set() and not hung_up.done():
+                        await asyncio.wait({hung_up}, timeout=0.01)
                 if hung_up.done():
                     self.disconnected.set()
                     return
@@ -184,6 +193,12 @@ class FakeServer:
             hung_up.cancel()
             with contextlib.suppress(BaseException):
                 await hung_up
+
+
+async def _released(hold: threading.Event) -> None:
+    """Wait for a test's event without blocking this loop (or a thread for long)."""
+    while not await asyncio.to_thread(hold.wait, 0.05):
+        pass
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Received | None:

@@ -118,11 +118,14 @@ class Router:
             name: build_provider(name, provider, metrics)
             for name, provider in config.providers.items()
         }
+        self.closed = False
 
     async def aclose(self) -> None:
+        """Close the providers' HTTP clients; calls still running on them would fail."""
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.aclose()
+        self.closed = True
 
     def catalog(self) -> CatalogReply:
         return CatalogReply(aliases=self.config.info(), source=self.config.source)

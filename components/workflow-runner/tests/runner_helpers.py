@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentbus.framework import Bus, NoRespondersError, RequestTimeoutError
+from agentbus.framework import Bus, NoRespondersError, RemoteError, RequestTimeoutError
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_GET,
     GetRequest,
@@ -113,6 +113,10 @@ async def wait_status(bus: Bus, run_id: str, *statuses: str, timeout: float = 20
             run = await get_run(bus, run_id)
         except (NoRespondersError, RequestTimeoutError):  # the runner is (re)connecting
             return None
+        except RemoteError as exc:
+            if exc.code == "not_found":  # an event starts it: it may not exist yet
+                return None
+            raise
         if not seen or seen[-1] != run.status:
             seen.append(run.status)
         return run if run.status in statuses else None

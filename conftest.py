@@ -20,4 +20,4 @@ for folder in sorted(TEST_FOLDERS):
     if folder.is_dir() and str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-pytest_plugins = ["agentbus.framework.testing"]
+pytest_plugins = ["agentbus.framework.testing.plugin"]

@@ -15,7 +15,7 @@ from agentbus.framework.config import Settings, load_toml, redact_url, substitut
 from agentbus.framework.errors import ConfigError
 from agentbus.framework.jetstream import CONFIG_BUCKET
 from agentbus.framework.service import Service
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 
 # -- settings ----------------------------------------------------------------------------------
 

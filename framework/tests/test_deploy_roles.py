@@ -18,12 +18,12 @@ from framework_helpers import (
     unique,
 )
 
-from agentbus.framework.bus import Bus, to_json
+from agentbus.framework import Bus, to_json
 from agentbus.framework.context import MessageContext
 from agentbus.framework.deploy.state import DeploymentRecord, DeploymentStore
 from agentbus.framework.errors import DeploymentConflict, NoRespondersError
 from agentbus.framework.service import Service, subscribes
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.subjects import direct_subject
 
 
@@ -44,7 +44,9 @@ async def test_without_a_record_an_instance_answers_only_on_its_direct_subject(
     interface = echo_interface()
     cls = echo_service(interface)
     component = unique("comp")
-    await start_service(cls, instance="g1", deploy_color="green", deploy_component=component)
+    await start_service(
+        cls, instance="g1", settings={"deploy_color": "green", "deploy_component": component}
+    )
 
     with pytest.raises(NoRespondersError):
         await bus.request(interface, EchoRequest(text="production"), timeout=1)
@@ -63,7 +65,9 @@ async def test_a_record_naming_its_color_makes_it_join_and_a_flip_makes_it_drain
     component = unique("comp")
     store = await DeploymentStore.open(bus.js)
     first = await store.put(component, record("blue"), revision=None)
-    blue = await start_service(cls, instance="b1", deploy_color="blue", deploy_component=component)
+    blue = await start_service(
+        cls, instance="b1", settings={"deploy_color": "blue", "deploy_component": component}
+    )
 
     assert await serving_flag(bus, cls.name, "b1") == "true", "joined at start from the record"
     in_flight = [
@@ -92,8 +96,12 @@ async def test_the_overlap_of_a_flip_keeps_a_subscriber_under_load(
     component = unique("comp")
     store = await DeploymentStore.open(bus.js)
     now = await store.put(component, record("blue"), revision=None)
-    await start_service(cls, instance="b1", deploy_color="blue", deploy_component=component)
-    await start_service(cls, instance="g1", deploy_color="green", deploy_component=component)
+    await start_service(
+        cls, instance="b1", settings={"deploy_color": "blue", "deploy_component": component}
+    )
+    await start_service(
+        cls, instance="g1", settings={"deploy_color": "green", "deploy_component": component}
+    )
     seen: list[str] = []
     failures: list[BaseException] = []
     stop = asyncio.Event()
@@ -182,7 +190,7 @@ async def test_event_subscriptions_follow_the_role_and_keep_their_durable(
     store = await DeploymentStore.open(bus.js)
     now = await store.put(component, record("blue"), revision=None)
     listener = await start_service(
-        Listener, instance="b1", deploy_color="blue", deploy_component=component
+        Listener, instance="b1", settings={"deploy_color": "blue", "deploy_component": component}
     )
     await bus.publish(interface, Note(text="while serving"))
     await eventually(lambda: listener.heard == ["while serving"], what="the first event")

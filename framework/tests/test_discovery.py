@@ -19,7 +19,7 @@ from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 from agentbus.framework.bus import Bus
 from agentbus.framework.errors import NoRespondersError
 from agentbus.framework.service import Service
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.subjects import subject_for
 
 PING = "io.nats.micro.v1.ping_response"
@@ -130,7 +130,7 @@ async def test_stopped_service_leaves_discovery(start_service: StartService, bus
 
 
 async def test_metadata_advertises_the_metrics_port(start_service: StartService, bus: Bus) -> None:
-    service = await start_service(echo_service(echo_interface()), metrics_port=0)
+    service = await start_service(echo_service(echo_interface()), settings={"metrics_port": 0})
 
     document = await request_json(bus, f"$SRV.INFO.{service.name}")
 

@@ -32,7 +32,7 @@ from agentbus.framework.events import (
 )
 from agentbus.framework.jetstream import DEAD_LETTER
 from agentbus.framework.service import Service, handles, subscribes
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.message import BusMessage
 from agentbus.interfaces.metadata import MSG_ID, Metadata, Source
 from agentbus.interfaces.subjects import dead_letter_subject, event_subject
@@ -175,7 +175,7 @@ async def test_failing_handler_is_retried_then_succeeds(
     start_service: StartService, bus: Bus
 ) -> None:
     interface = note_interface()
-    service = await start_service(collector(interface), event_max_deliver=3)
+    service = await start_service(collector(interface), settings={"event_max_deliver": 3})
 
     await bus.publish(interface, Note(text="fail-once:x"))
 
@@ -194,7 +194,9 @@ async def test_handler_that_keeps_failing_is_dead_lettered(
     start_service: StartService, bus: Bus
 ) -> None:
     interface = note_interface()
-    service = await start_service(collector(interface, fail_on="poison"), event_max_deliver=2)
+    service = await start_service(
+        collector(interface, fail_on="poison"), settings={"event_max_deliver": 2}
+    )
     subject = event_subject(interface.name, 1)
     metadata = bus.metadata(interface)
 
@@ -221,7 +223,7 @@ async def test_undecodable_event_goes_straight_to_dead_letter(
     start_service: StartService, bus: Bus
 ) -> None:
     interface = note_interface()
-    service = await start_service(collector(interface), event_max_deliver=5)
+    service = await start_service(collector(interface), settings={"event_max_deliver": 5})
     subject = event_subject(interface.name, 1)
 
     await bus.js.publish(subject, b"{definitely not json")

@@ -12,7 +12,7 @@ from framework_helpers import eventually, unique
 
 from agentbus.framework.filewatch import FileWatch
 from agentbus.framework.service import Service
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 
 
 class Recorder:
@@ -135,7 +135,9 @@ async def test_a_service_watches_until_it_stops(
     path = tmp_path / "service.toml"
     path.write_text("v1")
     recorder = Recorder(path)
-    service = await start_service(watching_service(path, recorder), file_watch_interval=0.02)
+    service = await start_service(
+        watching_service(path, recorder), settings={"file_watch_interval": 0.02}
+    )
 
     path.write_text("v2")
     bump_mtime(path)
@@ -151,6 +153,8 @@ async def test_a_service_watches_until_it_stops(
 async def test_a_zero_interval_watches_nothing(tmp_path: Path, start_service: StartService) -> None:
     path = tmp_path / "service.toml"
     path.write_text("v1")
-    service = await start_service(watching_service(path, Recorder(path)), file_watch_interval=0)
+    service = await start_service(
+        watching_service(path, Recorder(path)), settings={"file_watch_interval": 0}
+    )
 
     assert service.watch is None  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import sys
 from framework_helpers import echo_interface, echo_service, unique
 
 from agentbus.framework.embedded import free_port
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 
 
 async def health(*args: str, nats_url: str, **env: str) -> tuple[int, str, str]:

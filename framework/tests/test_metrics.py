@@ -11,7 +11,7 @@ from framework_helpers import EchoRequest, echo_interface, echo_service, eventua
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.metrics import ServiceMetrics
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.subjects import subject_for
 
 
@@ -28,7 +28,7 @@ async def scrape(port: int) -> str:
 
 async def test_metrics_are_served_over_http(start_service: StartService, bus: Bus) -> None:
     interface = echo_interface()
-    service = await start_service(echo_service(interface), metrics_port=0)
+    service = await start_service(echo_service(interface), settings={"metrics_port": 0})
     assert service.metrics_port is not None
     assert service.metrics_port > 0
     for _ in range(3):
@@ -75,8 +75,8 @@ async def test_two_services_in_one_process_have_separate_metrics(
     start_service: StartService, bus: Bus
 ) -> None:
     one_if, two_if = echo_interface(), echo_interface()
-    one = await start_service(echo_service(one_if), metrics_port=0)
-    two = await start_service(echo_service(two_if), metrics_port=0)
+    one = await start_service(echo_service(one_if), settings={"metrics_port": 0})
+    two = await start_service(echo_service(two_if), settings={"metrics_port": 0})
     await bus.request(one_if, EchoRequest(text="x"))
     assert one.metrics_port is not None
     assert two.metrics_port is not None
@@ -90,7 +90,7 @@ async def test_two_services_in_one_process_have_separate_metrics(
 
 
 async def test_stopping_closes_the_metrics_port(start_service: StartService) -> None:
-    service = await start_service(echo_service(echo_interface()), metrics_port=0)
+    service = await start_service(echo_service(echo_interface()), settings={"metrics_port": 0})
     port = service.metrics_port
     assert port is not None
     await scrape(port)
@@ -127,7 +127,7 @@ async def test_closing_the_metrics_server_does_not_stall_the_event_loop(
     start_service: StartService, bus: Bus
 ) -> None:
     """Services share a loop (tests, ``--in-process``): one stopping must not freeze the rest."""
-    leaving = await start_service(echo_service(echo_interface()), metrics_port=0)
+    leaving = await start_service(echo_service(echo_interface()), settings={"metrics_port": 0})
     longest = 0.0
     stopped = asyncio.Event()
 

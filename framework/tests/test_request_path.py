@@ -28,7 +28,7 @@ from agentbus.framework.errors import (
     RequestTimeoutError,
 )
 from agentbus.framework.service import Service
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.error_reply import (
     ERROR_HEADER,
     SERVICE_ERROR_CODE_HEADER,
@@ -147,7 +147,7 @@ async def test_other_minor_of_same_major_is_served(start_service: StartService, 
 
 async def test_oversize_payload_is_refused(start_service: StartService, bus: Bus) -> None:
     interface = echo_interface()
-    service = await start_service(echo_service(interface), max_payload=64)
+    service = await start_service(echo_service(interface), settings={"max_payload": 64})
     big = json.dumps({"text": "x" * 100}).encode()
 
     msg = await raw_request(bus, interface, big)
@@ -220,7 +220,7 @@ async def test_errors_are_counted_in_stats_and_prometheus(
     start_service: StartService, bus: Bus
 ) -> None:
     interface = echo_interface()
-    service = await start_service(echo_service(interface), max_payload=200)
+    service = await start_service(echo_service(interface), settings={"max_payload": 200})
     subject = subject_for(interface)
     bad: list[tuple[bytes, dict[str, str] | None]] = [
         (b"nope", None),

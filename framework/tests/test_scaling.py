@@ -8,7 +8,7 @@ from collections import Counter
 from framework_helpers import EchoRequest, echo_interface, echo_service, eventually, request_json
 
 from agentbus.framework.bus import Bus
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 
 
 async def test_two_replicas_split_a_thousand_requests(

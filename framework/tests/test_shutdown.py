@@ -23,7 +23,7 @@ from framework_helpers import (
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.errors import NoRespondersError, RemoteError
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ async def test_requests_still_queued_when_stopping_are_answered(
 ) -> None:
     """More requests than concurrency slots: the queued ones are served too, not dropped."""
     interface = echo_interface()
-    service = await start_service(echo_service(interface), max_concurrency=10)
+    service = await start_service(echo_service(interface), settings={"max_concurrency": 10})
     requests = [
         asyncio.create_task(bus.request(interface, EchoRequest(text=str(i), delay=0.1)))
         for i in range(40)
@@ -73,7 +73,7 @@ async def test_work_beyond_the_grace_is_cancelled_with_an_error_reply(
     start_service: StartService, bus: Bus
 ) -> None:
     interface = echo_interface()
-    service = await start_service(echo_service(interface), shutdown_grace=0.2)
+    service = await start_service(echo_service(interface), settings={"shutdown_grace": 0.2})
     requests = [
         asyncio.create_task(bus.request(interface, EchoRequest(text="x", delay=30)))
         for _ in range(5)

@@ -14,7 +14,7 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import RequestTimeoutError
 from agentbus.framework.service import Service, streams
-from agentbus.framework.testing import StartService
+from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.message import BusMessage, Interface, stream_interface
 
 
@@ -95,7 +95,7 @@ async def test_a_cancel_sent_before_the_handler_started_still_stops_it(
     bus: Bus, start_service: StartService, interface: CountInterface
 ) -> None:
     ends: list[str] = []
-    await start_service(counter_service(interface, ends), max_concurrency=1)
+    await start_service(counter_service(interface, ends), settings={"max_concurrency": 1})
     first = bus.stream(interface, Count())
     await first.__anext__()  # the only slot is taken
 

@@ -1,15 +1,20 @@
 """The service runtime on NATS: services, the bus client, embedded NATS, metrics, discovery.
 
-Depends on ``agentbus.interfaces`` only; components depend on this.
+Depends on ``agentbus.interfaces`` only; components depend on this. Components import
+the framework from here (and from the public sub-packages ``agentbus.framework.cli``,
+``agentbus.framework.deploy`` and ``agentbus.framework.testing``), never from the
+modules behind them.
 """
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings, load_toml
+from agentbus.framework.bus import Bus, resolve_nats_url
+from agentbus.framework.chunk_stream import ChunkStream
+from agentbus.framework.config import Settings, load_toml, redact_url
 from agentbus.framework.context import MessageContext
 from agentbus.framework.embedded import EmbeddedNats
 from agentbus.framework.errors import (
     BusError,
     ConfigError,
+    DeployError,
     FrameworkError,
     NoRespondersError,
     NotConnectedError,
@@ -17,16 +22,37 @@ from agentbus.framework.errors import (
     RequestTimeoutError,
     ServiceError,
 )
+from agentbus.framework.events import EventHandler, EventSubscription
+from agentbus.framework.jetstream import (
+    AUDIT,
+    DAY,
+    DEAD_LETTER,
+    ESCALATIONS,
+    EVENTS,
+    StreamSpec,
+    declare_stream,
+    key_value,
+)
+from agentbus.framework.metrics import LATENCY_BUCKETS
 from agentbus.framework.runner import load_service, run, serve
 from agentbus.framework.service import Service, handles, streams, subscribes
-from agentbus.framework.streaming import ChunkStream
+from agentbus.framework.wire import error_from, to_json
 
 __all__ = [
+    "AUDIT",
+    "DAY",
+    "DEAD_LETTER",
+    "ESCALATIONS",
+    "EVENTS",
+    "LATENCY_BUCKETS",
     "Bus",
     "BusError",
     "ChunkStream",
     "ConfigError",
+    "DeployError",
     "EmbeddedNats",
+    "EventHandler",
+    "EventSubscription",
     "FrameworkError",
     "MessageContext",
     "NoRespondersError",
@@ -36,11 +62,18 @@ __all__ = [
     "Service",
     "ServiceError",
     "Settings",
+    "StreamSpec",
+    "declare_stream",
+    "error_from",
     "handles",
+    "key_value",
     "load_service",
     "load_toml",
+    "redact_url",
+    "resolve_nats_url",
     "run",
     "serve",
     "streams",
     "subscribes",
+    "to_json",
 ]

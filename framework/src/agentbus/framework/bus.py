@@ -9,7 +9,8 @@ nothing it does not use.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Self, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -18,10 +19,12 @@ from faststream.nats import NatsBroker, NatsCredentials, NatsSecurity, NatsToken
 from faststream.nats.security import NatsUserPassword
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from agentbus.framework.chunk_stream import ChunkStream
 from agentbus.framework.config import Settings, redact_url
 from agentbus.framework.embedded import discovered_url
 from agentbus.framework.errors import (
@@ -31,18 +34,10 @@ from agentbus.framework.errors import (
     RemoteError,
     RequestTimeoutError,
 )
-from agentbus.interfaces.error_reply import (
-    ERROR_HEADER,
-    SERVICE_ERROR_CODE_HEADER,
-    SERVICE_ERROR_HEADER,
-    ErrorReply,
-)
+from agentbus.framework.wire import error_from, to_json
 from agentbus.interfaces.message import BusMessage, Interface, InterfaceKind
-from agentbus.interfaces.metadata import Metadata, Source, new_id, root_headers
+from agentbus.interfaces.metadata import Metadata, Source, root_headers
 from agentbus.interfaces.subjects import event_subject, subject_for
-
-if TYPE_CHECKING:
-    from agentbus.framework.streaming import ChunkStream
 
 log = logging.getLogger("agentbus.bus")
 
@@ -52,26 +47,6 @@ ReplyT = TypeVar("ReplyT", bound=BusMessage)
 def resolve_nats_url(settings: Settings) -> str | None:
     """The configured URL, else the one a running ``agentbus up`` advertised, else ``None``."""
     return settings.nats_url or discovered_url(settings.data_dir)
-
-
-def to_json(message: BaseModel) -> bytes:
-    return message.__pydantic_serializer__.to_json(message)
-
-
-def error_from(msg: Msg) -> ErrorReply | None:
-    """The structured error in a reply, or ``None`` when it is a result."""
-    headers = msg.headers
-    if not headers:
-        return None
-    if ERROR_HEADER in headers:
-        try:
-            return ErrorReply.model_validate_json(msg.data, extra="ignore")
-        except ValidationError:
-            return ErrorReply.of(headers[ERROR_HEADER], headers.get(SERVICE_ERROR_HEADER, ""))
-    if SERVICE_ERROR_HEADER in headers:  # a plain NATS micro service
-        code = headers.get(SERVICE_ERROR_CODE_HEADER, "500")
-        return ErrorReply.of(f"status_{code}", headers[SERVICE_ERROR_HEADER])
-    return None
 
 
 def _security(settings: Settings) -> NatsSecurity | None:
@@ -215,9 +190,6 @@ class Bus:
         """
         if interface.kind is not InterfaceKind.STREAM:
             raise BusError(f"{interface.key} is a {interface.kind} interface, not a stream")
-        # Imported here: streaming builds on this module (its endpoint replies through a Bus).
-        from agentbus.framework.streaming import ChunkStream
-
         return ChunkStream(self, interface, message, timeout=timeout, cause=cause)
 
     async def request_raw(
@@ -271,8 +243,26 @@ class Bus:
             ) from None
         return ack
 
+    async def publish_raw(
+        self, subject: str, data: bytes, *, headers: dict[str, str] | None = None
+    ) -> None:
+        """A core NATS publish (no JetStream, no interface): for subjects such as a run's
+        event feed that are not interfaces."""
+        try:
+            await self.nc.publish(subject, data, headers=headers)
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnectedError("the NATS connection is closed") from exc
+
+    async def subscribe_raw(
+        self, subject: str, handler: Callable[[Msg], Awaitable[None]], *, queue: str = ""
+    ) -> Subscription:
+        """A core NATS subscription; the server has registered it when this returns."""
+        subscription = await self.nc.subscribe(subject, queue=queue, cb=handler)
+        await self.nc.flush()
+        return subscription
+
     def new_inbox(self) -> str:
         return self.nc.new_inbox()
 
 
-__all__ = ["Bus", "error_from", "new_id", "resolve_nats_url", "to_json"]
+__all__ = ["Bus", "resolve_nats_url"]

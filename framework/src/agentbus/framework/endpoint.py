@@ -1,5 +1,9 @@
 """The request path: receive, check, validate, dispatch, reply — always reply.
 
+:class:`RequestEndpoint` answers with one reply, :class:`StreamEndpoint` with a
+stream of chunks (the protocol is in :mod:`agentbus.framework.wire`); both share
+the checks, concurrency slots, metrics and ``$SRV`` stats of :class:`Endpoint`.
+
 Each message becomes a task (bounded by the service's concurrency slots), so
 one slow request does not hold up the others. Every failure becomes a
 structured error reply and is counted, both in Prometheus and in the
@@ -9,69 +13,44 @@ structured error reply and is counted, both in Prometheus and in the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from agentbus.framework.bus import Bus, to_json
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import ServiceError
 from agentbus.framework.metrics import EndpointMetrics
+from agentbus.framework.slots import Slots
+from agentbus.framework.wire import CANCEL_HEADER, END, SEQ_HEADER, STREAM_HEADER, to_json
 from agentbus.interfaces.error_reply import ErrorCode, ErrorReply
 from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.interfaces.metadata import declared_interface
 from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.validation import is_bad_json, schema_violation
+
+if TYPE_CHECKING:
+    from agentbus.framework.bus import Bus
 
 log = logging.getLogger("agentbus.endpoint")
 
 RequestHandler = Callable[[Any, MessageContext], Awaitable[BusMessage]]
 """``async def handler(request, ctx) -> reply``: the request is already validated."""
-
-
-class Slots:
-    """Concurrency slots shared by a service's endpoints, and its in-flight tasks."""
-
-    def __init__(self, limit: int) -> None:
-        self._semaphore = asyncio.Semaphore(limit)
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        await self._semaphore.acquire()
-        task = asyncio.get_running_loop().create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self._semaphore.release()
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    async def wait(self, timeout: float) -> int:
-        """Wait for in-flight work; cancel what is left after ``timeout``. Returns cancelled."""
-        pending = set(self.tasks)
-        if not pending:
-            return 0
-        _done, still = await asyncio.wait(pending, timeout=timeout)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.wait(still, timeout=1.0)
-        return len(still)
+StreamHandler = Callable[[Any, MessageContext], AsyncGenerator[BusMessage, None]]
+"""``async def handler(request, ctx)`` that ``yield``\\ s chunks; the request is validated."""
 
 
 class Endpoint(ABC):
     """One interface served by one service instance: intake, checks, counting.
 
-    Subclasses answer: :class:`RequestEndpoint` with one reply,
-    :class:`~agentbus.framework.streaming.StreamEndpoint` with a stream of chunks.
+    Subclasses answer: :class:`RequestEndpoint` with one reply, :class:`StreamEndpoint`
+    with a stream of chunks.
     """
 
     def __init__(
@@ -132,10 +111,6 @@ class Endpoint(ABC):
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             await subscription.drain()  # type: ignore[no-untyped-call]
-
-    def reset(self) -> None:
-        self.num_requests = self.num_errors = self.processing_time_ns = 0
-        self.last_error = None
 
     async def _on_message(self, msg: Msg) -> None:
         await self._slots.spawn(self._handle(msg))
@@ -246,22 +221,99 @@ class RequestEndpoint(Endpoint):
         return to_json(result), None
 
 
+class StreamEndpoint(Endpoint):
+    """One stream interface served by one service instance.
+
+    Shares the request path's checks, concurrency slots, metrics and ``$SRV``
+    stats with :class:`RequestEndpoint`; only the answering differs.
+    """
+
+    def __init__(
+        self, interface: Interface[Any, Any], handler: StreamHandler, **kwargs: Any
+    ) -> None:
+        super().__init__(interface, **kwargs)
+        self._stream_handler = handler
+
+    async def _handle(self, msg: Msg) -> None:
+        started = time.perf_counter_ns()
+        self.num_requests += 1
+        self._metrics.requests.inc()
+        if not msg.reply:
+            return  # nobody to stream to
+        request = self._decode(msg)
+        if isinstance(request, ErrorReply):
+            await self._send(msg.reply, *self._error(request), seq=0)
+            return
+        task = asyncio.current_task()
+        cancelled_by_caller = False
+
+        async def on_cancel(_: Msg) -> None:
+            nonlocal cancelled_by_caller
+            cancelled_by_caller = True
+            if task is not None:
+                task.cancel()
+
+        cancel_subject = (msg.headers or {}).get(CANCEL_HEADER)
+        cancel_sub: Subscription | None = None
+        if cancel_subject:
+            cancel_sub = await self._bus.nc.subscribe(cancel_subject, cb=on_cancel, max_msgs=1)
+        seq = 0
+        try:
+            ctx = MessageContext(msg.subject, self._bus, msg.headers, self.interface)
+            final: tuple[bytes, dict[str, str]]
+            try:
+                async with contextlib.aclosing(self._stream_handler(request, ctx)) as chunks:
+                    async for chunk in chunks:
+                        if type(chunk) is not self.interface.reply:
+                            final = self._error(self._wrong_type(chunk))
+                            break
+                        await self._send(msg.reply, to_json(chunk), {}, seq=seq)
+                        seq += 1
+                    else:
+                        final = b"", {STREAM_HEADER: END}
+            except ServiceError as exc:
+                final = self._error(exc.reply)
+            except asyncio.CancelledError:
+                if not cancelled_by_caller:  # shutdown: the caller still deserves an answer
+                    await self._send(
+                        msg.reply,
+                        *self._error(
+                            ErrorReply.of(
+                                ErrorCode.UNAVAILABLE,
+                                "the service stopped before the stream ended; retry the request",
+                            )
+                        ),
+                        seq=seq,
+                    )
+                    raise
+                if task is not None:
+                    task.uncancel()
+                log.debug("%s stream cancelled by the caller after %d chunk(s)", self.subject, seq)
+                return
+            except Exception as exc:
+                final = self._error(self._failed(exc))
+            await self._send(msg.reply, *final, seq=seq)
+        finally:
+            if cancel_sub is not None:
+                with contextlib.suppress(Exception):
+                    await cancel_sub.unsubscribe()
+        elapsed = time.perf_counter_ns() - started
+        self.processing_time_ns += elapsed
+        self._metrics.latency.observe(elapsed / 1e9)
+
+    async def _send(self, reply: str, data: bytes, headers: dict[str, str], *, seq: int) -> None:
+        headers[SEQ_HEADER] = str(seq)
+        try:
+            await self._bus.nc.publish(reply, data, headers=headers)
+        except Exception:  # the connection may be closing; the caller will time out
+            log.warning("could not send a chunk on %s", reply, exc_info=True)
+
+
 def _validation_reply(exc: ValidationError, interface: Interface[Any, Any]) -> ErrorReply:
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    if any(e["type"] == "json_invalid" for e in errors):
+    if is_bad_json(exc):
         return ErrorReply.of(
-            ErrorCode.BAD_JSON,
-            f"the request is not valid JSON: {errors[0]['msg']}",
+            ErrorCode.BAD_JSON, f"the request is not valid JSON: {exc.errors()[0]['msg']}"
         )
-    problems = [
-        {"loc": ".".join(str(p) for p in e["loc"]) or "(root)", "msg": e["msg"], "type": e["type"]}
-        for e in errors[:20]
-    ]
-    first = problems[0]
-    model = interface.message.__name__
-    return ErrorReply.of(
-        ErrorCode.SCHEMA_VIOLATION,
-        f"the request does not match {model} ({interface.key}): {first['loc']}: {first['msg']}"
-        + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
-        errors=problems,
+    return schema_violation(
+        exc, f"the request does not match {interface.message.__name__} ({interface.key})"
     )

@@ -67,7 +67,6 @@ class EventSubscription:
         qualifier: str | None = None,
         ack_wait: float = 30.0,
         concurrency: int = 1,
-        deliver_new_only: bool = True,
     ) -> None:
         self.interface = interface
         self.subject = event_subject(interface.name, interface.version.major)
@@ -81,29 +80,41 @@ class EventSubscription:
         self._max_deliver = max_deliver
         self._ack_wait = ack_wait
         self._concurrency = concurrency
-        self._deliver = DeliverPolicy.NEW if deliver_new_only else DeliverPolicy.ALL
         self._subscriber: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def consuming(self) -> bool:
+        return self._subscriber is not None
 
     async def start(self) -> None:
+        """Start consuming (a consumer created now sees only events published from now on);
+        starting a started subscription does nothing."""
+        async with self._lock:
+            if self._subscriber is None:
+                self._subscriber = await self._subscribe()
+
+    async def _subscribe(self) -> Any:
         subscriber = self._bus.broker.subscriber(
             self.subject,
             stream=JStream(EVENTS.name, declare=False),
             durable=self.durable,
             pull_sub=PullSub(batch_size=max(1, self._concurrency), timeout=1.0),
             config=ConsumerConfig(
-                ack_wait=self._ack_wait, deliver_policy=self._deliver, max_ack_pending=1000
+                ack_wait=self._ack_wait, deliver_policy=DeliverPolicy.NEW, max_ack_pending=1000
             ),
             ack_policy=AckPolicy.MANUAL,
             max_workers=self._concurrency,
         )
         subscriber(self._on_message)
         await subscriber.start()
-        self._subscriber = subscriber
+        return subscriber
 
     async def stop(self) -> None:
-        subscriber, self._subscriber = self._subscriber, None
-        if subscriber is not None:
-            await subscriber.stop()
+        async with self._lock:
+            subscriber, self._subscriber = self._subscriber, None
+            if subscriber is not None:
+                await subscriber.stop()
 
     async def _on_message(self, message: NatsMessage) -> None:
         raw: Msg = message.raw_message

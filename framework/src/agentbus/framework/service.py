@@ -29,7 +29,7 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
@@ -40,13 +40,13 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings, redact_url
 from agentbus.framework.deploy.roles import DeployRole
 from agentbus.framework.discovery import Discovery
-from agentbus.framework.endpoint import Endpoint, RequestEndpoint, Slots
+from agentbus.framework.endpoint import Endpoint, RequestEndpoint, StreamEndpoint
 from agentbus.framework.errors import ConfigError
-from agentbus.framework.events import EventSubscription
+from agentbus.framework.events import EventHandler, EventSubscription
 from agentbus.framework.filewatch import FileWatch, OnChange
 from agentbus.framework.jetstream import CONFIG_BUCKET, declare_all, key_value
 from agentbus.framework.metrics import ServiceMetrics
-from agentbus.framework.streaming import StreamEndpoint
+from agentbus.framework.slots import Slots
 from agentbus.interfaces.message import Interface, InterfaceKind
 from agentbus.interfaces.metadata import Source, new_id
 from agentbus.interfaces.semver import Version
@@ -58,18 +58,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
-class _Handles:
+class EndpointSpec:
     interface: Interface[Any, Any]
     name: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class _Subscribes:
+class SubscriptionSpec:
     interface: Interface[Any, Any]
     durable: str | None
     qualifier: str | None
     ack_wait: float
     concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """One thing a service serves or consumes: the marker, its handler, the attribute name."""
+
+    spec: EndpointSpec | SubscriptionSpec
+    handler: Callable[..., Any]
+    attribute: str
 
 
 def handles(interface: Interface[Any, Any], *, name: str | None = None) -> Callable[[F], F]:
@@ -80,7 +89,7 @@ def handles(interface: Interface[Any, Any], *, name: str | None = None) -> Calla
         )
 
     def mark(method: F) -> F:
-        method.__agentbus_handles__ = _Handles(interface, name)  # type: ignore[attr-defined]
+        method.__agentbus_handles__ = EndpointSpec(interface, name)  # type: ignore[attr-defined]
         return method
 
     return mark
@@ -97,7 +106,7 @@ def streams(interface: Interface[Any, Any], *, name: str | None = None) -> Calla
                 f"@streams({interface.key}) needs an async generator method (async def with "
                 f"yield); {getattr(method, '__qualname__', method)} is not one"
             )
-        method.__agentbus_streams__ = _Handles(interface, name)  # type: ignore[attr-defined]
+        method.__agentbus_streams__ = EndpointSpec(interface, name)  # type: ignore[attr-defined]
         return method
 
     return mark
@@ -118,7 +127,7 @@ def subscribes(
         )
 
     def mark(method: F) -> F:
-        method.__agentbus_subscribes__ = _Subscribes(  # type: ignore[attr-defined]
+        method.__agentbus_subscribes__ = SubscriptionSpec(  # type: ignore[attr-defined]
             interface, durable, qualifier, ack_wait, concurrency
         )
         return method
@@ -127,22 +136,35 @@ def subscribes(
 
 
 class Service:
-    """Base of every agentbus service. Subclass, set ``name`` and ``version``, add handlers."""
+    """Base of every agentbus service. Subclass, set ``name`` and ``version``, add handlers.
 
-    name: ClassVar[str] = ""
+    ``name`` and ``description`` may also be given at construction, for services whose
+    name depends on their arguments (one maintainer per component).
+    """
+
+    name: str = ""
     version: ClassVar[str] = "0.1.0"
-    description: ClassVar[str] = ""
+    description: str = ""
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
+        name: str | None = None,
+        description: str | None = None,
         instance: str | None = None,
         url: str | None = None,
         queue_group: str | None = None,
     ) -> None:
+        if name is not None:
+            self.name = name
+        if description is not None:
+            self.description = description
         if not self.name:
-            raise ConfigError(f"{type(self).__name__} must set the class attribute `name`")
+            raise ConfigError(
+                f"{type(self).__name__} must set the class attribute `name` (or pass name=... "
+                "to the constructor)"
+            )
         token(self.name)
         Version.parse(self.version)
         self.settings = settings or Settings.load()
@@ -219,46 +241,47 @@ class Service:
             redact_url(self.bus.url or ""),
         )
 
-    async def _open(self) -> None:
+    def declarations(self) -> Iterator[Declaration]:
+        """What this service serves and consumes: its ``@handles``, ``@streams`` and
+        ``@subscribes`` methods (a subclass may add to them)."""
         for attribute in dir(type(self)):
             method = getattr(self, attribute, None)
-            for marker, kind in (
-                ("__agentbus_handles__", RequestEndpoint),
-                ("__agentbus_streams__", StreamEndpoint),
+            for marker in (
+                "__agentbus_handles__",
+                "__agentbus_streams__",
+                "__agentbus_subscribes__",
             ):
                 if (spec := getattr(method, marker, None)) is not None:
-                    endpoint = kind(
-                        spec.interface,
-                        method,  # type: ignore[arg-type]
-                        bus=self.bus,
-                        queue=self.queue_group,
-                        slots=self._slots,
-                        metrics=self.metrics.endpoint(subject_for(spec.interface)),
-                        max_payload=self.settings.max_payload,
-                        name=spec.name,
-                    )
-                    await self._start_endpoint(endpoint)
-                    self.endpoints.append(endpoint)
-            if (sub := getattr(method, "__agentbus_subscribes__", None)) is not None:
-                subscription = EventSubscription(
-                    sub.interface,
-                    method,  # type: ignore[arg-type]
-                    bus=self.bus,
-                    service=self.name,
-                    durable=sub.durable or f"{self.queue_group}__{attribute}",
-                    metrics=self.metrics.endpoint(
-                        event_subject(
-                            sub.interface.name, sub.interface.version.major, qualifier=sub.qualifier
-                        )
-                    ),
-                    max_deliver=self.settings.event_max_deliver,
-                    qualifier=sub.qualifier,
-                    ack_wait=sub.ack_wait,
-                    concurrency=sub.concurrency,
+                    yield Declaration(spec, method, attribute)  # type: ignore[arg-type]
+
+    async def _open(self) -> None:
+        for declared in self.declarations():
+            spec = declared.spec
+            if isinstance(spec, SubscriptionSpec):
+                await self.subscribe(
+                    spec.interface,
+                    declared.handler,
+                    durable=spec.durable or f"{self.queue_group}__{declared.attribute}",
+                    qualifier=spec.qualifier,
+                    ack_wait=spec.ack_wait,
+                    concurrency=spec.concurrency,
                 )
-                if self.settings.deploy_color is None:  # else the deploy role starts it
-                    await subscription.start()
-                self.subscriptions.append(subscription)
+                continue
+            kind = (
+                RequestEndpoint if spec.interface.kind is InterfaceKind.REQUEST else StreamEndpoint
+            )
+            endpoint = kind(
+                spec.interface,
+                declared.handler,  # type: ignore[arg-type]
+                bus=self.bus,
+                queue=self.queue_group,
+                slots=self._slots,
+                metrics=self.metrics.endpoint(subject_for(spec.interface)),
+                max_payload=self.settings.max_payload,
+                name=spec.name,
+            )
+            await self._start_endpoint(endpoint)
+            self.endpoints.append(endpoint)
         self._discovery = Discovery(
             self.bus.nc,
             name=self.name,
@@ -280,6 +303,47 @@ class Service:
             )
             await self._role.start(self.bus.js)
         await self.bus.nc.flush()
+
+    async def subscribe(
+        self,
+        interface: Interface[Any, Any],
+        handler: EventHandler,
+        *,
+        durable: str | None = None,
+        qualifier: str | None = None,
+        ack_wait: float = 30.0,
+        concurrency: int = 1,
+    ) -> EventSubscription:
+        """Consume an event interface through a durable consumer, as ``@subscribes`` does:
+        from :meth:`initialize` or any time later, for subscriptions known only at run time.
+
+        ``durable`` names the consumer (default ``<queue group>__<interface name>``):
+        replicas sharing it split the events, another name gets every event again. A
+        service started with a deploy color consumes only while its color serves."""
+        if interface.kind is not InterfaceKind.EVENT:
+            raise ConfigError(
+                f"subscribe() needs an event interface; {interface.key} is {interface.kind}"
+            )
+        subscription = EventSubscription(
+            interface,
+            handler,
+            bus=self.bus,
+            service=self.name,
+            durable=durable or f"{self.queue_group}__{interface.name.replace('.', '_')}",
+            metrics=self.metrics.endpoint(
+                event_subject(interface.name, interface.version.major, qualifier=qualifier)
+            ),
+            max_deliver=self.settings.event_max_deliver,
+            qualifier=qualifier,
+            ack_wait=ack_wait,
+            concurrency=concurrency,
+        )
+        self.subscriptions.append(subscription)
+        if self.settings.deploy_color is None:
+            await subscription.start()
+        elif self._role is not None:  # else the role starts it once it joins production
+            await self._role.adopt(subscription)
+        return subscription
 
     async def _start_endpoint(self, endpoint: Endpoint) -> None:
         """Production intake at once; a blue/green instance only on its direct subject."""

@@ -46,12 +46,13 @@ field is COMPATIBLE even where the old model was open.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal
+
+from agentbus.interfaces.semver import Version
 
 __all__ = [
     "Compatibility",
@@ -130,32 +131,19 @@ def check_version_bump(
     old_version: str, new_version: str, report: CompatibilityReport
 ) -> list[str]:
     """Problems with releasing ``report``'s change as ``old_version`` -> ``new_version``."""
-    old, new = _parse_version(old_version), _parse_version(new_version)
+    old, new = Version.parse(old_version), Version.parse(new_version)
     change = f"({'; '.join(report.reasons)}), but {old_version} -> {new_version} is not one"
     if report.compatibility == BREAKING:
-        if new[0] > old[0] or (old[0] == new[0] == 0 and new[1] > old[1]):
+        if new.major > old.major or (old.major == new.major == 0 and new.minor > old.minor):
             return []
-        if old[0] == 0:
-            return [
-                f"breaking change needs a minor bump below 1.0.0 {change} (e.g. 0.{old[1] + 1}.0)"
-            ]
-        return [f"breaking change needs a major version bump {change} (e.g. {old[0] + 1}.0.0)"]
-    if report.compatibility == COMPATIBLE and new[:2] <= old[:2]:
-        hint = f"{old[0]}.{old[1] + 1}.0"
+        if old.major == 0:
+            hint = f"0.{old.minor + 1}.0"
+            return [f"breaking change needs a minor bump below 1.0.0 {change} (e.g. {hint})"]
+        return [f"breaking change needs a major version bump {change} (e.g. {old.major + 1}.0.0)"]
+    if report.compatibility == COMPATIBLE and (new.major, new.minor) <= (old.major, old.minor):
+        hint = f"{old.major}.{old.minor + 1}.0"
         return [f"compatible change needs at least a minor version bump {change} (e.g. {hint})"]
     return []
-
-
-_VERSION_RE = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
-
-
-def _parse_version(text: str) -> tuple[int, int, int]:
-    match = _VERSION_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(
-            f"invalid version '{text}': it must follow semantic versioning, e.g. 1.0.0"
-        )
-    return int(match[1]), int(match[2]), int(match[3])
 
 
 # -- schema helpers ---------------------------------------------------------------------------

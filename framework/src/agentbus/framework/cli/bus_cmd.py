@@ -14,7 +14,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 from rich.table import Table
 
-from agentbus.framework.bus import Bus, error_from, to_json
+from agentbus.framework.bus import Bus
 from agentbus.framework.cli.common import (
     console,
     err_console,
@@ -36,11 +36,13 @@ from agentbus.framework.events import (
     DEAD_TRIES,
 )
 from agentbus.framework.jetstream import DEAD_LETTER
+from agentbus.framework.wire import error_from, to_json
 from agentbus.interfaces.errors import UnknownInterfaceError
 from agentbus.interfaces.message import BusMessage, InterfaceKind
 from agentbus.interfaces.metadata import AGENTBUS, Metadata, parse_header
 from agentbus.interfaces.semver import Version
 from agentbus.interfaces.subjects import event_subject, events_wildcard, request_subject
+from agentbus.interfaces.validation import explain
 
 events_app = typer.Typer(help="Watch events on the bus.")
 deadletters_app = typer.Typer(help="Events that kept failing, parked in the dead-letter stream.")
@@ -55,10 +57,8 @@ def _validated(model: type[BusMessage], payload: Any, what: str) -> BusMessage:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise ConfigError(
-            f"the payload does not match {model.__name__} ({what}): {where}: {first['msg']}"
+            f"the payload does not match {model.__name__} ({what}): {explain(exc)}"
         ) from None
 
 

@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentbus.framework.bus import Bus, error_from
+from agentbus.framework.bus import Bus
 from agentbus.framework.deploy.roles import SERVING_KEY
 from agentbus.framework.deploy.state import DeploymentRecord
 from agentbus.framework.errors import BusError, DeployError
+from agentbus.framework.wire import error_from
 from agentbus.interfaces.subjects import direct_subject
 
 

@@ -86,6 +86,13 @@ class DeployRole:
             elif not wanted and self.serving:
                 await self._leave()
 
+    async def adopt(self, subscription: EventSubscription) -> None:
+        """A subscription added after the role started: consume now if this color serves
+        (the service already lists it among the subscriptions this role follows)."""
+        async with self._lock:
+            if self.serving:
+                await subscription.start()
+
     async def _join(self) -> None:
         for endpoint in self._endpoints:
             if not endpoint.serving:

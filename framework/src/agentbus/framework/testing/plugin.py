@@ -1,13 +1,13 @@
 """Pytest fixtures for agentbus: a real nats-server and services started against it.
 
-Enable with ``pytest_plugins = ["agentbus.framework.testing"]`` in a conftest.
+Enable with ``pytest_plugins = ["agentbus.framework.testing.plugin"]`` in a conftest.
 The server is the same :class:`EmbeddedNats` that ``agentbus up`` runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,15 +53,28 @@ StartService = Callable[..., Any]
 
 @pytest.fixture
 async def start_service(settings: Settings) -> AsyncIterator[StartService]:
-    """Factory: ``svc = await start_service(MyService, **overrides)``; stopped at teardown."""
+    """Factory: ``svc = await start_service(MyService, settings=..., **constructor_kwargs)``,
+    stopped at teardown.
+
+    ``settings`` is a :class:`Settings`, or a mapping of changes to the test's ``settings``
+    (``settings={"file_watch_interval": 0.05}``); the other keyword arguments go to the
+    constructor (``instance="a"``, a component's collaborators).
+    """
     started: list[Service] = []
 
-    async def start(cls: type[S], *, instance: str | None = None, **overrides: Any) -> S:
-        service = cls(settings.model_copy(update=overrides), instance=instance)
+    async def start(
+        cls: type[S], *, settings: Settings | Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> S:
+        if settings is None or isinstance(settings, Mapping):
+            chosen = base.model_copy(update=dict(settings or {}))
+        else:
+            chosen = settings
+        service = cls(chosen, **kwargs)
         await service.start()
         started.append(service)
         return service
 
+    base = settings
     yield start
     for service in reversed(started):
         with contextlib.suppress(Exception):

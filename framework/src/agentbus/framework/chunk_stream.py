@@ -1,154 +1,42 @@
-"""Stream interfaces: one request, an ordered series of chunks on the reply subject.
+"""The caller's side of a stream interface: :class:`ChunkStream`, from :meth:`Bus.stream`.
 
-The wire protocol::
-
-    caller  --request (reply=<inbox>, Agentbus-Cancel: <inbox>.cancel)-->  service
-    caller  <--chunk  (Agentbus-Seq: 0)--                                   service
-    caller  <--chunk  (Agentbus-Seq: 1)--                                   service
-    caller  <--end    (Agentbus-Seq: 2, Agentbus-Stream: end, empty body)--  service
-            or an error reply (Agentbus-Seq: n, Agentbus-Error: <code>, ErrorReply body)
-
-A caller that stops early publishes anything to the cancel subject; the service
-cancels the handler's task, so the handler's ``finally`` blocks run (closing,
-for example, a provider's HTTP stream). Sequence numbers let the caller notice a
-lost chunk (a slow consumer) instead of returning a silently damaged answer.
-
-Server side: :class:`StreamEndpoint`, for methods marked ``@streams(INTERFACE)``
-that are async generators of chunk models. Client side: :class:`ChunkStream`,
-returned by :meth:`Bus.stream`.
+The protocol is in :mod:`agentbus.framework.wire`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import time
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from agentbus.framework.bus import Bus, error_from, to_json
-from agentbus.framework.context import MessageContext
-from agentbus.framework.endpoint import Endpoint
 from agentbus.framework.errors import (
     BusError,
     NoRespondersError,
     RemoteError,
     RequestTimeoutError,
-    ServiceError,
 )
-from agentbus.interfaces.error_reply import ErrorCode, ErrorReply
+from agentbus.framework.wire import (
+    CANCEL_HEADER,
+    END,
+    NO_RESPONDERS_STATUS,
+    SEQ_HEADER,
+    STREAM_HEADER,
+    error_from,
+    to_json,
+)
 from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.interfaces.metadata import Metadata, root_headers
 from agentbus.interfaces.subjects import subject_for
 
-log = logging.getLogger("agentbus.streaming")
-
-SEQ_HEADER = "Agentbus-Seq"
-STREAM_HEADER = "Agentbus-Stream"
-CANCEL_HEADER = "Agentbus-Cancel"
-END = "end"
-_NO_RESPONDERS = "503"
+if TYPE_CHECKING:
+    from agentbus.framework.bus import Bus
 
 ChunkT = TypeVar("ChunkT", bound=BusMessage)
-
-StreamHandler = Callable[[Any, MessageContext], AsyncGenerator[BusMessage, None]]
-"""``async def handler(request, ctx)`` that ``yield``\\ s chunks; the request is validated."""
-
-
-class StreamEndpoint(Endpoint):
-    """One stream interface served by one service instance.
-
-    Shares the request path's checks, concurrency slots, metrics and ``$SRV``
-    stats with :class:`~agentbus.framework.endpoint.RequestEndpoint`; only the
-    answering differs.
-    """
-
-    def __init__(
-        self, interface: Interface[Any, Any], handler: StreamHandler, **kwargs: Any
-    ) -> None:
-        super().__init__(interface, **kwargs)
-        self._stream_handler = handler
-
-    async def _handle(self, msg: Msg) -> None:
-        started = time.perf_counter_ns()
-        self.num_requests += 1
-        self._metrics.requests.inc()
-        if not msg.reply:
-            return  # nobody to stream to
-        request = self._decode(msg)
-        if isinstance(request, ErrorReply):
-            await self._send(msg.reply, *self._error(request), seq=0)
-            return
-        task = asyncio.current_task()
-        cancelled_by_caller = False
-
-        async def on_cancel(_: Msg) -> None:
-            nonlocal cancelled_by_caller
-            cancelled_by_caller = True
-            if task is not None:
-                task.cancel()
-
-        cancel_subject = (msg.headers or {}).get(CANCEL_HEADER)
-        cancel_sub: Subscription | None = None
-        if cancel_subject:
-            cancel_sub = await self._bus.nc.subscribe(cancel_subject, cb=on_cancel, max_msgs=1)
-        seq = 0
-        try:
-            ctx = MessageContext(msg.subject, self._bus, msg.headers, self.interface)
-            final: tuple[bytes, dict[str, str]]
-            try:
-                async with contextlib.aclosing(self._stream_handler(request, ctx)) as chunks:
-                    async for chunk in chunks:
-                        if type(chunk) is not self.interface.reply:
-                            final = self._error(self._wrong_type(chunk))
-                            break
-                        await self._send(msg.reply, to_json(chunk), {}, seq=seq)
-                        seq += 1
-                    else:
-                        final = b"", {STREAM_HEADER: END}
-            except ServiceError as exc:
-                final = self._error(exc.reply)
-            except asyncio.CancelledError:
-                if not cancelled_by_caller:  # shutdown: the caller still deserves an answer
-                    await self._send(
-                        msg.reply,
-                        *self._error(
-                            ErrorReply.of(
-                                ErrorCode.UNAVAILABLE,
-                                "the service stopped before the stream ended; retry the request",
-                            )
-                        ),
-                        seq=seq,
-                    )
-                    raise
-                if task is not None:
-                    task.uncancel()
-                log.debug("%s stream cancelled by the caller after %d chunk(s)", self.subject, seq)
-                return
-            except Exception as exc:
-                final = self._error(self._failed(exc))
-            await self._send(msg.reply, *final, seq=seq)
-        finally:
-            if cancel_sub is not None:
-                with contextlib.suppress(Exception):
-                    await cancel_sub.unsubscribe()
-        elapsed = time.perf_counter_ns() - started
-        self.processing_time_ns += elapsed
-        self._metrics.latency.observe(elapsed / 1e9)
-
-    async def _send(self, reply: str, data: bytes, headers: dict[str, str], *, seq: int) -> None:
-        headers[SEQ_HEADER] = str(seq)
-        try:
-            await self._bus.nc.publish(reply, data, headers=headers)
-        except Exception:  # the connection may be closing; the caller will time out
-            log.warning("could not send a chunk on %s", reply, exc_info=True)
-
 
 LATE_CANCELS = 5
 """Cancels a stream's inbox sends back, at most, for chunks that arrive after it was left."""
@@ -242,7 +130,7 @@ class ChunkStream(Generic[ChunkT]):
             await self._finish(cancel=True)
             raise
         headers = msg.headers or {}
-        if not msg.data and headers.get("Status") == _NO_RESPONDERS:
+        if not msg.data and headers.get("Status") == NO_RESPONDERS_STATUS:
             await self._finish(cancel=False)
             raise NoRespondersError(
                 f"no service answers {self._interface.key}: is it running? (`agentbus status`)"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from runner_helpers import FakeModel
 
-from agentbus.framework.embedded import EmbeddedNats
+from agentbus.framework import EmbeddedNats
 from agentbus.model_gateway.service import ModelGateway
 from agentbus.tool_executor.policy import PolicyFile
 from agentbus.tool_executor.service import ToolExecutor
@@ -116,10 +116,9 @@ def policy(workspace: Path, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def executor(start_service: Any, workspace: Path) -> ToolExecutor:
-    cls = type(
-        "TestToolExecutor", (ToolExecutor,), {"policy_file": PolicyFile.parse(policy(workspace))}
+    service: ToolExecutor = await start_service(
+        ToolExecutor, policies=PolicyFile.parse(policy(workspace))
     )
-    service: ToolExecutor = await start_service(cls)
     return service
 
 
@@ -128,14 +127,20 @@ StartRunner = Callable[..., Any]
 
 @pytest.fixture
 def start_runner(start_service: Any) -> StartRunner:
-    """``await start_runner(instance="r1", apps=(app,), ack_wait=2)`` → a running replica."""
+    """``await start_runner(instance="r1", apps=(app,), ack_wait=2)`` → a running replica
+    (``settings={...}`` changes the framework settings, the other keywords RunnerSettings)."""
 
     async def start(
-        *, instance: str | None = None, apps: tuple[WorkflowApp, ...] = (), **options: Any
+        *,
+        instance: str | None = None,
+        apps: tuple[WorkflowApp, ...] = (),
+        settings: dict[str, Any] | None = None,
+        **options: Any,
     ) -> WorkflowRunner:
-        settings = RunnerSettings(**{"ack_wait": 3.0, "step_retries": 2, **options})
-        cls = type("TestRunner", (WorkflowRunner,), {"runner_settings": settings, "apps": apps})
-        runner: WorkflowRunner = await start_service(cls, instance=instance)
+        runner_options = RunnerSettings(**{"ack_wait": 3.0, "step_retries": 2, **options})
+        runner: WorkflowRunner = await start_service(
+            WorkflowRunner, settings=settings, instance=instance, options=runner_options, apps=apps
+        )
         return runner
 
     return start

@@ -56,7 +56,7 @@ async def test_approve_through_resume_continues_the_run(
     # the request is where `agentbus approvals list` looks, and the run holds no slot
     approvals = await bus.request(APPROVALS_LIST, ListApprovalsRequest(status="pending"))
     assert [a.approval_id for a in approvals.approvals] == [pending.approval_id]
-    assert stack._running == {}
+    assert stack.executor.running == {}
 
     reply = await bus.request(
         WORKFLOWS_RESUME,

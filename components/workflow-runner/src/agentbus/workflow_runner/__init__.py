@@ -6,7 +6,7 @@ presets (``tool_loop``, ``react``, ``reflection``) are in :mod:`.presets`.
 
 from agentbus.workflow_runner.definition import StartWorkflow, Workflow, WorkflowApp, step
 from agentbus.workflow_runner.errors import RunFailed, WorkflowDefinitionError, WorkflowError
-from agentbus.workflow_runner.steps import RunContext, ToolFailure
+from agentbus.workflow_runner.run_context import RunContext, ToolFailure
 
 __all__ = [
     "RunContext",

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentbus.framework import Bus, RemoteError
-from agentbus.framework.cli.common import console, options, parse_json, run, with_bus
+from agentbus.framework.cli import console, options, parse_json, run, with_bus
 from agentbus.interfaces.catalog.workflows import (
     TERMINAL,
     WORKFLOWS_CANCEL,
@@ -35,12 +35,12 @@ from agentbus.interfaces.catalog.workflows import (
     RunInfo,
     RunResumed,
     RunStarted,
+    RunTextDelta,
+    RunToolResult,
     StartRequest,
     StepFinished,
     StepStarted,
-    TextDelta,
     ToolCalled,
-    ToolResult,
     WaitingApproval,
 )
 from agentbus.interfaces.subjects import run_events_subject
@@ -324,7 +324,7 @@ class _Printer:
 
     def show(self, event: RunEvent) -> int | None:
         body = event.event
-        if isinstance(body, TextDelta):
+        if isinstance(body, RunTextDelta):
             console.print(escape(body.text), end="", soft_wrap=True)
             self.in_text = True
             return None
@@ -343,7 +343,7 @@ class _Printer:
         elif isinstance(body, ToolCalled):
             arguments = escape(json.dumps(body.arguments)[:300])
             console.print(f"[cyan]→ {escape(body.tool)}[/] {arguments}")
-        elif isinstance(body, ToolResult):
+        elif isinstance(body, RunToolResult):
             colour = "red" if body.is_error else "green"
             console.print(f"[{colour}]← {escape(_first_lines(body.content))}[/]")
         elif isinstance(body, WaitingApproval):

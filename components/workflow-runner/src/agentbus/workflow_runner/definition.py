@@ -43,7 +43,7 @@ from agentbus.interfaces.message import Interface, InterfaceKind
 from agentbus.workflow_runner.errors import WorkflowDefinitionError
 
 if TYPE_CHECKING:
-    from agentbus.workflow_runner.steps import RunContext
+    from agentbus.workflow_runner.run_context import RunContext
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -182,7 +182,7 @@ def step(function: Callable[P, Awaitable[R]] | None = None, *, name: str | None 
 
         @functools.wraps(fn)
         async def durable(*args: P.args, **kwargs: P.kwargs) -> R:
-            from agentbus.workflow_runner.steps import current_run
+            from agentbus.workflow_runner.run_context import current_run
 
             run = current_run()
             if run is None:

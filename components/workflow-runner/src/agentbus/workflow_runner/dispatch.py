@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy
 from nats.js.errors import BadRequestError
 
-from agentbus.framework.jetstream import DAY, StreamSpec, declare_stream
+from agentbus.framework import DAY, StreamSpec, declare_stream
 from agentbus.interfaces.message import BusMessage
 from agentbus.interfaces.metadata import MSG_ID
 from agentbus.interfaces.subjects import runs_wildcard, workflow_dispatch_subject

@@ -31,7 +31,7 @@ from agentbus.workflow_runner import context_window
 from agentbus.workflow_runner.confine import Confinement
 from agentbus.workflow_runner.definition import WorkflowApp
 from agentbus.workflow_runner.errors import RunFailed
-from agentbus.workflow_runner.steps import RunContext
+from agentbus.workflow_runner.run_context import RunContext
 
 presets = WorkflowApp("presets")
 

@@ -1,10 +1,10 @@
 """Retention: remove runs that ended long ago, with their steps and approval keys.
 
-The one implementation behind the runner's periodic sweep (``AGENTBUS_RUNNER_RETENTION_*``)
-and ``agentbus runs purge``. A run is removed when its status is terminal (finished,
-failed, cancelled) and its record last changed (when it ended: an ended run is never
-changed again) before the cutoff. Queued, running and waiting runs stay, however old.
-Several replicas may sweep at once: removing what another removed is a no-op.
+The one implementation behind the runner's periodic sweep (``AGENTBUS_RUNNER_RETENTION_*``,
+:func:`sweep_forever`) and ``agentbus runs purge``. A run is removed when its status is
+terminal (finished, failed, cancelled) and its record last changed (when it ended: an
+ended run is never changed again) before the cutoff. Queued, running and waiting runs
+stay, however old. Several replicas may sweep at once: removing what another removed is a no-op.
 """
 
 from __future__ import annotations
@@ -108,6 +108,25 @@ async def sweep(
     if not dry_run:
         await remove(store, expired)
     return expired
+
+
+async def sweep_forever(store: RunStore, older_than: float, interval: float) -> None:
+    """Remove runs past the retention now and every ``interval`` seconds, until cancelled;
+    a failed sweep (the bus down, the server restarting) is logged and tried next time."""
+    while True:
+        try:
+            removed = await sweep(store, older_than)
+        except Exception as exc:
+            log.warning("the retention sweep failed (%r); next one in %gs", exc, interval)
+        else:
+            if removed:
+                log.info(
+                    "retention: removed %d run(s) and %d step(s) that ended over %gs ago",
+                    len(removed),
+                    sum(len(r.step_keys) for r in removed),
+                    older_than,
+                )
+        await asyncio.sleep(interval)
 
 
 async def _in_chunks(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from agentbus.framework.bus import Bus, to_json
+from agentbus.framework import Bus, to_json
 from agentbus.interfaces.catalog.workflows import RUN_EVENT, RunEvent, RunEventBody
 from agentbus.interfaces.subjects import run_events_subject
 from agentbus.workflow_runner.store import now
@@ -29,6 +29,6 @@ class RunEvents:
         event = RunEvent(run_id=run_id, at=now(), replica=self._replica, event=body)
         headers = self._bus.metadata(RUN_EVENT).to_headers()
         try:
-            await self._bus.nc.publish(run_events_subject(run_id), to_json(event), headers=headers)
+            await self._bus.publish_raw(run_events_subject(run_id), to_json(event), headers=headers)
         except Exception:  # progress reports must not fail a run; the KV record is the truth
             log.warning("could not publish a %s event of run %s", body.kind, run_id, exc_info=True)

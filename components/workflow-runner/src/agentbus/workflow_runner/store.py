@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from agentbus.framework.jetstream import key_value
+from agentbus.framework import key_value
 from agentbus.interfaces.catalog.workflows import RunInfo, StepInfo
 
 BUCKET = "agentbus_workflow_runs"

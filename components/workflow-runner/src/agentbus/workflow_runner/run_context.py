@@ -1,13 +1,9 @@
-"""Durable steps: each model call, tool call or ``@step`` function is recorded once, then replayed.
+"""What a workflow function gets: :class:`RunContext`, the model and tool steps of one run.
 
-A run's workflow function is executed from the top every time a replica takes the
-run (first start, after a crash, after an approval). Steps are numbered in the
-order the workflow asks for them; step ``n`` has the idempotency key
-``<run id>:<n>``. When step ``n`` is already persisted its recorded result is
-returned without calling anything; otherwise it executes, and its result is
-persisted (KV ``create``: once) before the workflow continues. A tool call passes
-the key to ``tools.execute``, so a tool that ran just before a crash (result not yet
-persisted here) is replayed by the tool executor, not run again.
+The numbering, replay and recording of steps is :class:`~.journal.StepJournal`'s; this
+module turns model calls (plain or streamed), the gateway's catalog, the executor's
+tool list and tool calls into such steps, retrying what is transient and parking the
+run (:class:`~.errors.Suspended`) when a tool call waits for approval.
 """
 
 from __future__ import annotations
@@ -22,8 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.errors import NoRespondersError, RemoteError, RequestTimeoutError
+from agentbus.framework import Bus, NoRespondersError, RemoteError, RequestTimeoutError
 from agentbus.interfaces.catalog.model import (
     CATALOG,
     GENERATE,
@@ -34,12 +29,12 @@ from agentbus.interfaces.catalog.model import (
     Finish,
     GenerateReply,
     GenerateRequest,
+    TextDelta,
     ToolCall,
     ToolCallDelta,
     ToolResultMessage,
     UsageUpdate,
 )
-from agentbus.interfaces.catalog.model import TextDelta as ModelTextDelta
 from agentbus.interfaces.catalog.tools import (
     TOOLS_EXECUTE,
     TOOLS_LIST,
@@ -52,27 +47,20 @@ from agentbus.interfaces.catalog.tools import (
 from agentbus.interfaces.catalog.workflows import (
     PendingApproval,
     RunInfo,
-    StepFinished,
+    RunTextDelta,
+    RunToolResult,
     StepInfo,
-    StepStarted,
-    TextDelta,
     ToolCalled,
-    ToolResult,
 )
 from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.workflow_runner.confine import Confinement, OutsideRoot
-from agentbus.workflow_runner.errors import (
-    Cancelled,
-    LeaseLost,
-    NonDeterministicError,
-    RunFailed,
-    Suspended,
-)
+from agentbus.workflow_runner.errors import RunFailed, Suspended
+from agentbus.workflow_runner.journal import StepJournal
 from agentbus.workflow_runner.run_events import RunEvents
 from agentbus.workflow_runner.settings import RunnerSettings
-from agentbus.workflow_runner.store import RunStore, StepConflict, now
+from agentbus.workflow_runner.store import RunStore
 
-log = logging.getLogger("agentbus.workflow_runner.steps")
+log = logging.getLogger("agentbus.workflow_runner.run_context")
 
 T = TypeVar("T")
 
@@ -113,7 +101,7 @@ class _NeedsApproval(Exception):
         self.required = required
 
 
-class RunContext:
+class RunContext(StepJournal):
     """What a workflow function gets: durable model, tool and function steps for one run."""
 
     def __init__(
@@ -126,107 +114,14 @@ class RunContext:
         events: RunEvents,
         settings: RunnerSettings,
     ) -> None:
-        self.run_id = run.run_id
+        super().__init__(run, journal, store=store, events=events)
         self.workflow = run.workflow
         self.input = run.input
         self.caller = settings.tool_caller
-        self._elapsed_before = run.elapsed_seconds
-        self._journal = {step.index: step for step in journal}
-        self._next = 0
         self._bus = bus
-        self._store = store
-        self._events = events
         self._settings = settings
-        self._deadline: float | None = None
-        self.cancelled = False
-        self.executed = 0
-        """Steps executed (not replayed) in this attempt."""
 
-    # -- time --------------------------------------------------------------------------
-
-    def set_timeout(self, seconds: float) -> None:
-        """Bound the run's running time (time spent waiting for approval does not count)."""
-        self._deadline = time.monotonic() + max(0.0, seconds - self._elapsed_before)
-
-    def remaining(self) -> float | None:
-        return None if self._deadline is None else self._deadline - time.monotonic()
-
-    @property
-    def replaying(self) -> bool:
-        """Whether the next step is already recorded."""
-        return self._next in self._journal
-
-    # -- the step machinery --------------------------------------------------------------
-
-    async def call(
-        self,
-        name: str,
-        function: Callable[[], Awaitable[T]],
-        adapter: TypeAdapter[T],
-        *,
-        kind: Literal["model", "tool", "function"] = "function",
-    ) -> T:
-        """Run ``function`` as durable step ``name``: recorded once, replayed afterwards."""
-        index = self._next
-        self._next += 1
-        recorded = self._journal.get(index)
-        if recorded is not None:
-            if recorded.name != name:
-                raise NonDeterministicError(
-                    "nondeterministic",
-                    f"step {index} was recorded as {recorded.name!r} but the workflow now asks "
-                    f"for {name!r}: workflows must decide only from their input and step results",
-                    index=index,
-                )
-            return adapter.validate_python(recorded.result)
-        return await self._execute(index, name, kind, function, adapter)
-
-    def key(self, index: int) -> str:
-        return f"{self.run_id}:{index}"
-
-    async def _execute(
-        self,
-        index: int,
-        name: str,
-        kind: Literal["model", "tool", "function"],
-        function: Callable[[], Awaitable[T]],
-        adapter: TypeAdapter[T],
-    ) -> T:
-        if self.cancelled:
-            raise Cancelled(self.run_id)
-        remaining = self.remaining()
-        if remaining is not None and remaining <= 0:
-            raise RunFailed("timeout", f"the run exceeded its timeout before step {index}")
-        started_at, started = now(), time.perf_counter()
-        await self._events.emit(self.run_id, StepStarted(index=index, name=name))
-        try:
-            async with asyncio.timeout(remaining):
-                value = await function()
-        except TimeoutError:
-            if self.remaining() is not None and (self.remaining() or 0) <= 0:
-                raise RunFailed(
-                    "timeout", f"the run exceeded its timeout during step {index} ({name})"
-                ) from None
-            raise
-        duration = round((time.perf_counter() - started) * 1000, 3)
-        record = StepInfo(
-            index=index,
-            name=name,
-            kind=kind,
-            idempotency_key=self.key(index),
-            started_at=started_at,
-            duration_ms=duration,
-            result=adapter.dump_python(value, mode="json"),
-        )
-        try:
-            await self._store.record_step(self.run_id, record)
-        except StepConflict:
-            raise LeaseLost(self.key(index)) from None
-        self.executed += 1
-        await self._events.emit(
-            self.run_id, StepFinished(index=index, name=name, duration_ms=duration)
-        )
-        return value
+    # -- calling services ----------------------------------------------------------------
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Call again after transient failures (service down, timeout, rate limit)."""
@@ -275,9 +170,11 @@ class RunContext:
             ) as chunks:
                 async for chunk in chunks:
                     part = chunk.part
-                    if isinstance(part, ModelTextDelta):
+                    if isinstance(part, TextDelta):
                         text.append(part.text)
-                        await self._events.emit(self.run_id, TextDelta(index=index, text=part.text))
+                        await self._events.emit(
+                            self.run_id, RunTextDelta(index=index, text=part.text)
+                        )
                     elif isinstance(part, ToolCallDelta):
                         call = calls.setdefault(part.index, {"id": "", "name": "", "args": []})
                         call["id"] = part.id or call["id"]
@@ -358,7 +255,7 @@ class RunContext:
             content, is_error = render(outcome)
             await self._events.emit(
                 self.run_id,
-                ToolResult(
+                RunToolResult(
                     index=index,
                     tool_call_id=call_id,
                     tool=tool,
@@ -449,7 +346,7 @@ class RunContext:
                 except OutsideRoot as outside:
                     refusal = str(outside)
             if tool is None or refusal is not None:
-                self._next += 1  # keep indices stable: a refused call is still a step slot
+                self.skip()  # keep indices stable: a refused call is still a step slot
                 results.append(
                     ToolResultMessage(
                         tool_call_id=call.id, name=call.name, content=str(refusal), is_error=True

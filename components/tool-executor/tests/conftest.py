@@ -2,93 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_helpers import FakeWeb, Workspace
 
 from agentbus.framework import Bus, Settings
 from agentbus.interfaces.metadata import Source
 from agentbus.tool_executor.policy import PolicyFile
 from agentbus.tool_executor.service import ToolExecutor
 
-SECRET = "TOPSECRET-d41d8cd9"
-
-
-class Workspace:
-    """``root/ws`` is the workspace; ``root/outside`` holds a secret nothing may touch."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.ws = base / "ws"
-        self.outside = base / "outside"
-        self.ws.mkdir()
-        (self.ws / "sub").mkdir()
-        (self.ws / "file.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")
-        self.outside.mkdir()
-        (self.outside / "secret.txt").write_text(SECRET + "\n", encoding="utf-8")
-
-    def snapshot(self) -> dict[str, tuple[int, int, bytes]]:
-        """Everything under the base except the workspace: path → (mode, size, content)."""
-        state: dict[str, tuple[int, int, bytes]] = {}
-        for path in sorted(self.base.rglob("*")):
-            if path == self.ws or self.ws in path.parents:
-                continue
-            info = path.lstat()
-            content = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
-            state[str(path)] = (info.st_mode, info.st_size, content)
-        return state
-
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path)
-
-
-class FakeWeb:
-    """A loopback HTTP server; counts every request it gets, by path (and its Host header)."""
-
-    def __init__(self, address: str = "127.0.0.1") -> None:
-        self.address = address
-        self.hits: list[str] = []
-        self.host_headers: list[str] = []
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        web = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                web.hits.append(self.path)
-                web.host_headers.append(self.headers.get("Host", ""))
-                status, headers, body = web.routes.get(self.path, (200, {}, b"hello from fake"))
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer((address, 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.address}:{self.port}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -113,10 +42,10 @@ StartExecutor = Callable[..., Any]
 async def start_executor(start_service: Any) -> StartExecutor:
     """``await start_executor({"policy": {...}, "executor": {...}})`` → a running executor."""
 
-    async def start(config: dict[str, Any], **overrides: Any) -> ToolExecutor:
-        policies = PolicyFile.parse(config)
-        executor_cls = type("ConfiguredToolExecutor", (ToolExecutor,), {"policy_file": policies})
-        service: ToolExecutor = await start_service(executor_cls, **overrides)
+    async def start(config: dict[str, Any], settings: dict[str, Any] | None = None) -> ToolExecutor:
+        service: ToolExecutor = await start_service(
+            ToolExecutor, policies=PolicyFile.parse(config), settings=settings
+        )
         return service
 
     return start

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from executor_helpers import Workspace
 
-from agentbus.framework import Bus, RemoteError
-from agentbus.framework.jetstream import AUDIT, ESCALATIONS
+from agentbus.framework import AUDIT, ESCALATIONS, Bus, RemoteError
 from agentbus.interfaces.catalog.tools import (
     APPROVALS_DECIDE,
     APPROVALS_LIST,
@@ -23,8 +23,6 @@ from agentbus.interfaces.catalog.tools import (
 )
 from agentbus.interfaces.metadata import AGENTBUS, parse_header
 from agentbus.tool_executor.audit import AUDIT_SUBJECT, ESCALATION_SUBJECT
-
-from .conftest import Workspace
 
 # Appends one line per run: how many times the command really ran.
 COUNTER = ["sh", "-c", "echo ran >> runs.log; wc -l < runs.log"]

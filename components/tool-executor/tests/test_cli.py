@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .conftest import Workspace
+from executor_helpers import Workspace
 
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
 

@@ -12,6 +12,7 @@ from typing import Any
 import mcp_types
 import pytest
 import uvicorn
+from executor_helpers import Workspace
 from mcp import Client, StdioServerParameters
 
 from agentbus.framework import Bus, RemoteError, Settings
@@ -24,8 +25,6 @@ from agentbus.interfaces.catalog.tools import (
 )
 from agentbus.interfaces.metadata import Source
 from agentbus.tool_executor.mcp_server import build_server
-
-from .conftest import Workspace
 
 FAKE_SERVER = Path(__file__).parent / "fixtures" / "fake_mcp_server.py"
 

@@ -7,14 +7,16 @@ import asyncio
 import json
 import logging
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from framework_helpers import eventually, unique
+from executor_helpers import Workspace
 
 from agentbus.framework import Bus, RemoteError
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.tools import (
     TOOLS_EXECUTE,
     TOOLS_LIST,
@@ -23,12 +25,10 @@ from agentbus.interfaces.catalog.tools import (
     ListToolsRequest,
     Risk,
 )
-from agentbus.tool_executor.approvals import RunRecord, RunStore
-from agentbus.tool_executor.declaration import Tool, ToolContext, ToolResult
+from agentbus.tool_executor.declaration import Tool, ToolContext, ToolOutcome
+from agentbus.tool_executor.ledger import ExecutionLedger, ExecutionRecord
 from agentbus.tool_executor.policy import POLICY_ENV
 from agentbus.tool_executor.service import ToolExecutor
-
-from .conftest import Workspace
 
 FAKE_SERVER = Path(__file__).parent / "fixtures" / "fake_mcp_server.py"
 
@@ -94,7 +94,9 @@ def call(agent: Bus) -> Call:
 async def start_watching(start_service: Any, policy_path: Path, text: str) -> ToolExecutor:
     """An executor reading ``policy_path`` (written with ``text`` first), checked every 50 ms."""
     replace_file(policy_path, text)
-    executor: ToolExecutor = await start_service(ToolExecutor, file_watch_interval=0.05)
+    executor: ToolExecutor = await start_service(
+        ToolExecutor, settings={"file_watch_interval": 0.05}
+    )
     return executor
 
 
@@ -212,23 +214,23 @@ async def test_a_changed_mcp_server_list_keeps_the_imports_and_applies_the_rest(
     assert executor.engine.policies.mcp_servers.keys() == {"fake"}
 
 
-class HeldRuns(RunStore):
-    """The engine's run store, holding each claim until released: a call paused after it
-    read its policy and before its tool runs."""
+class HeldRuns(ExecutionLedger):
+    """The engine's execution ledger, holding each claim until released: a call paused
+    after it read its policy and before its tool runs."""
 
-    def __init__(self, runs: RunStore) -> None:
-        super().__init__(runs.kv)
+    def __init__(self, ledger: ExecutionLedger) -> None:
+        super().__init__(ledger.kv)
         self.claimed = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def claim(self, key: str, arguments_digest: str) -> RunRecord | None:
+    async def claim(self, key: str, arguments_digest: str) -> ExecutionRecord | None:
         self.claimed.set()
         await self.release.wait()
         return await super().claim(key, arguments_digest)
 
 
-async def report_policy(arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
-    return ToolResult(f"max_output={ctx.policy.max_output}")
+async def report_policy(arguments: dict[str, Any], ctx: ToolContext) -> ToolOutcome:
+    return ToolOutcome(f"max_output={ctx.policy.max_output}")
 
 
 REPORT = Tool("test.report", "Reports its policy.", Risk.LOW, report_policy, schema={})
@@ -240,9 +242,10 @@ async def test_a_running_call_keeps_its_policy_and_the_next_call_gets_the_new_on
     initial = policy_text(workspace, ["test.report"])
     executor = await start_watching(start_service, policy_path, initial)
     executor.engine.add(REPORT)
-    held = HeldRuns(executor.engine.runs)
-    executor.engine.runs = held
-    request = ExecuteRequest(tool="test.report", caller="agent", idempotency_key=unique("k"))
+    held = HeldRuns(executor.engine.ledger)
+    executor.engine.ledger = held
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    request = ExecuteRequest(tool="test.report", caller="agent", idempotency_key=key)
     running = asyncio.ensure_future(agent.request(TOOLS_EXECUTE, request, timeout=20))
     await held.claimed.wait()
 

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from executor_helpers import SECRET, FakeWeb, Workspace
 
 from agentbus.framework import RemoteError
 from agentbus.interfaces.catalog.tools import TOOLS_EXECUTE, Completed, ExecuteRequest
-
-from .conftest import SECRET, FakeWeb, Workspace
 
 Check = Callable[[Completed, Workspace], None]
 Setup = Callable[[Workspace, FakeWeb, FakeWeb], None]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_helpers import FakeWeb, Workspace
 
 from agentbus.framework import RemoteError
 from agentbus.interfaces.catalog.tools import (
@@ -19,8 +20,6 @@ from agentbus.interfaces.catalog.tools import (
     ListToolsRequest,
 )
 from agentbus.tool_executor.tools import BUILTIN
-
-from .conftest import FakeWeb, Workspace
 
 
 def agent_policy(workspace: Workspace, **extra: Any) -> dict[str, Any]:

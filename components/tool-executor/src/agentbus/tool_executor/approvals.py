@@ -1,17 +1,13 @@
-"""Durable approval and run state in JetStream KV: survives restarts, shared by replicas.
-
-Two buckets:
+"""Durable approvals in JetStream KV: survive restarts, shared by replicas.
 
 ``agentbus_tool_approvals``
     approval id → :class:`Approval`. The id is derived from caller and
     idempotency key, so a retried call finds its approval. Status moves
-    ``pending`` → ``approved`` | ``denied``, and ``approved`` → ``executed``;
-    every change is a compare-and-set on the entry's revision.
-``agentbus_tool_runs``
-    run key (caller + idempotency key) → the run's state and result. A run is
-    claimed with ``create`` (which fails if the key exists), so of two replicas
-    retrying the same approved call, exactly one runs it; later retries replay
-    the stored result.
+    ``pending`` → ``approved`` | ``denied`` (:meth:`ApprovalStore.decide`, final),
+    and ``approved`` → ``executed``; every change is a compare-and-set on the
+    entry's revision.
+
+Run-once by idempotency key is the other bucket, in :mod:`~agentbus.tool_executor.ledger`.
 """
 
 from __future__ import annotations
@@ -24,13 +20,13 @@ from typing import Any, Literal
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict, JsonValue
 
-from agentbus.framework.jetstream import key_value
-from agentbus.interfaces.catalog.tools import Approval, ApprovalStatus, Completed
+from agentbus.framework import key_value
+from agentbus.interfaces.catalog.tools import Approval, ApprovalStatus
+from agentbus.interfaces.error_reply import ErrorCode
+from agentbus.tool_executor.errors import Refused, ToolFailed
 
 APPROVALS_BUCKET = "agentbus_tool_approvals"
-RUNS_BUCKET = "agentbus_tool_runs"
 
 
 def now() -> str:
@@ -43,12 +39,13 @@ def digest(arguments: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _key(*parts: str) -> str:
+def hashed_key(*parts: str) -> str:
+    """A short, KV-safe key naming ``parts`` (sha256, 32 hex digits)."""
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
 def approval_id(caller: str, idempotency_key: str) -> str:
-    return _key("approval", caller, idempotency_key)
+    return hashed_key("approval", caller, idempotency_key)
 
 
 class ApprovalStore:
@@ -101,6 +98,45 @@ class ApprovalStore:
             return updated
         raise RuntimeError(f"approval {approval} keeps changing; try again")
 
+    async def decide(
+        self,
+        approval: str,
+        decision: Literal["approve", "deny"],
+        *,
+        decided_by: str,
+        decider: str,
+        note: str | None = None,
+    ) -> Approval:
+        """Approve or deny a pending approval, once: ``decider`` (the sending component) may
+        not be the caller that asked, and a decided approval stays as it is (``conflict``)."""
+        found = await self.get(approval)
+        if found is None:
+            raise ToolFailed(
+                f"no approval {approval}; `agentbus approvals list` shows them",
+                code=ErrorCode.NOT_FOUND,
+            )
+        if decider == found[0].caller:
+            raise Refused("a caller cannot decide its own approval")
+        changes: dict[str, Any] = {
+            "status": "approved" if decision == "approve" else "denied",
+            "decided_by": decided_by,
+            "decided_at": now(),
+            "note": note,
+        }
+        updated = await self.transition(approval, ("pending",), **changes)
+        if (
+            updated is None
+            or updated.status != changes["status"]
+            or updated.decided_at != changes["decided_at"]
+        ):
+            status = updated.status if updated else "gone"
+            raise ToolFailed(
+                f"approval {approval} is already {status}; decisions are final",
+                code=ErrorCode.CONFLICT,
+                status=status,
+            )
+        return updated
+
     async def list(self, status: ApprovalStatus | None = None) -> list[Approval]:
         try:
             keys = await self.kv.keys()
@@ -112,45 +148,3 @@ class ApprovalStore:
             if found is not None and (status is None or found[0].status == status):
                 approvals.append(found[0])
         return sorted(approvals, key=lambda a: a.requested_at)
-
-
-class RunRecord(BaseModel):
-    """One idempotent run: claimed, then done with its result or its error."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    state: Literal["running", "done"]
-    arguments_digest: str
-    result: Completed | None = None
-    error: dict[str, JsonValue] | None = None
-
-
-class RunStore:
-    """Run-once bookkeeping keyed by caller and idempotency key."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
-
-    @classmethod
-    async def open(cls, js: JetStreamContext) -> RunStore:
-        return cls(await key_value(js, RUNS_BUCKET))
-
-    @staticmethod
-    def key(caller: str, idempotency_key: str) -> str:
-        return _key("run", caller, idempotency_key)
-
-    async def claim(self, key: str, arguments_digest: str) -> RunRecord | None:
-        """``None`` when this caller now owns the run; else the existing record."""
-        record = RunRecord(state="running", arguments_digest=arguments_digest)
-        try:
-            await self.kv.create(key, record.model_dump_json().encode())
-        except KeyWrongLastSequenceError:
-            try:
-                entry = await self.kv.get(key)
-            except KeyNotFoundError:
-                return await self.claim(key, arguments_digest)
-            return RunRecord.model_validate_json(entry.value or b"{}")
-        return None
-
-    async def finish(self, key: str, record: RunRecord) -> None:
-        await self.kv.put(key, record.model_dump_json().encode())

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from agentbus.framework.bus import Bus, to_json
-from agentbus.framework.jetstream import AUDIT, ESCALATIONS
+from agentbus.framework import AUDIT, ESCALATIONS, Bus, to_json
 from agentbus.interfaces.catalog.tools import (
     APPROVAL_REQUESTED,
     EXECUTION_AUDITED,

@@ -14,9 +14,8 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from agentbus.framework.bus import Bus, to_json
-from agentbus.framework.cli.common import console, options, parse_json, print_json, run, with_bus
-from agentbus.framework.errors import ConfigError
+from agentbus.framework import Bus, ConfigError, to_json
+from agentbus.framework.cli import console, options, parse_json, print_json, run, with_bus
 from agentbus.interfaces.catalog.tools import (
     APPROVALS_DECIDE,
     APPROVALS_LIST,

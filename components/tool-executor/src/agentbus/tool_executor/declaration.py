@@ -6,13 +6,16 @@
         path: str = Field(description="File to read.")
 
     @tool("fs.read", risk=Risk.LOW)
-    async def read(args: ReadArgs, ctx: ToolContext) -> ToolResult:
+    async def read(args: ReadArgs, ctx: ToolContext) -> ToolOutcome:
         "Read a text file, optionally a range of lines."
         ...
 
 The name, the description (the docstring), the risk and the JSON Schema of the
 arguments all come from the declaration. ``risk_of`` lets a tool raise its risk
-from the arguments (``shell.exec`` with a shell string is high).
+from the arguments (``shell.exec`` with a shell string is high). A tool declared
+with a JSON Schema instead of a model (an imported MCP tool) has its arguments
+checked against that schema; either way :meth:`Tool.parse` raises pydantic's
+``ValidationError``, which the engine turns into ``schema_violation``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+import jsonschema
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agentbus.interfaces.catalog.tools import Risk, ToolSpec
 from agentbus.tool_executor.policy import Policy
@@ -55,8 +60,13 @@ class ToolContext:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolResult:
-    """What a tool returns: text content, and structured data where it has some."""
+class ToolOutcome:
+    """What a tool function returns: text content, and structured data where it has some.
+
+    The engine turns it into the ``Completed`` message of ``tools.execute`` (adding the
+    tool's name and the duration); not to be confused with the catalog's ``ToolResult``
+    (a workflow run's step) and ``ToolResultMessage`` (a tool result sent to a model).
+    """
 
     content: str
     truncated: bool = False
@@ -66,7 +76,7 @@ class ToolResult:
 
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
-ToolFunction = Callable[[Any, ToolContext], Awaitable[ToolResult]]
+ToolFunction = Callable[[Any, ToolContext], Awaitable[ToolOutcome]]
 RiskFunction = Callable[[Any], Risk]
 Precheck = Callable[[Any, Policy], None]
 """Refuses (raises) before any approval is asked for, when the policy rules the call out."""
@@ -104,20 +114,44 @@ class Tool:
 
     def parse(self, arguments: dict[str, Any]) -> Any:
         """The validated arguments (raises pydantic's ``ValidationError``)."""
-        if self.args_model is None:
-            return arguments
-        return self.args_model.model_validate(arguments)
+        if self.args_model is not None:
+            return self.args_model.model_validate(arguments)
+        if self.schema is not None:
+            check_json_schema(self.schema, arguments)
+        return arguments
 
     def call_risk(self, args: Any) -> Risk:
         return self.risk_of(args) if self.risk_of is not None else self.risk
 
 
+def check_json_schema(schema: dict[str, JsonValue], arguments: dict[str, Any]) -> None:
+    """Raise a pydantic ``ValidationError`` listing where ``arguments`` break ``schema``
+    (the most relevant problem first), so one explanation serves both kinds of tool."""
+    validator = jsonschema.Draft202012Validator(schema)
+    found = list(validator.iter_errors(arguments))
+    if not found:
+        return
+    best = jsonschema.exceptions.best_match(found)
+    ordered = [best, *(error for error in found if error is not best)]
+    raise ValidationError.from_exception_data(
+        "arguments",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("json_schema", error.message),
+                loc=tuple(error.absolute_path),
+                input=None,
+            )
+            for error in ordered
+        ],
+    )
+
+
 def tool(
     name: str, *, risk: Risk, risk_of: RiskFunction | None = None, precheck: Precheck | None = None
-) -> Callable[[Callable[[ArgsT, ToolContext], Awaitable[ToolResult]]], Tool]:
-    """Declare a tool from an async function ``(args: Model, ctx) -> ToolResult``."""
+) -> Callable[[Callable[[ArgsT, ToolContext], Awaitable[ToolOutcome]]], Tool]:
+    """Declare a tool from an async function ``(args: Model, ctx) -> ToolOutcome``."""
 
-    def declare(function: Callable[[ArgsT, ToolContext], Awaitable[ToolResult]]) -> Tool:
+    def declare(function: Callable[[ArgsT, ToolContext], Awaitable[ToolOutcome]]) -> Tool:
         hints = get_type_hints(function)
         first = next(iter(inspect.signature(function).parameters))
         model = hints[first]

@@ -13,26 +13,31 @@
       run the tool ............................ completed, or the tool's error
       every outcome ........................... one audit record
 
-The engine is used by the bus service and, through it, by the MCP server; the
-benchmark calls the tool functions directly to measure what the path adds.
+The engine holds no bus subscriptions: :mod:`~agentbus.tool_executor.service` serves
+it on the bus (and, through the bus, the MCP server); the benchmark calls the tool
+functions directly to measure what the path adds. It only publishes, through
+:mod:`~agentbus.tool_executor.audit`.
 
-The policies can be replaced while calls run (:meth:`Engine.use`, when the policy
-file changes): each call reads them once when it starts and keeps that policy to
-the end, so a call never mixes an old and a new policy.
+The policies can be replaced while calls run (:meth:`Engine.use`, and
+:meth:`Engine.reload` when the policy file changes): each call reads them once when
+it starts and keeps that policy to the end, so a call never mixes an old and a new
+policy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from agentbus.framework.bus import Bus
+from agentbus.framework import Bus, ConfigError
 from agentbus.interfaces.catalog.tools import (
     Approval,
     ApprovalRequired,
@@ -44,18 +49,18 @@ from agentbus.interfaces.catalog.tools import (
 )
 from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.interfaces.metadata import Metadata
-from agentbus.tool_executor.approvals import (
-    ApprovalStore,
-    RunRecord,
-    RunStore,
-    approval_id,
-    digest,
-    now,
-)
+from agentbus.interfaces.validation import schema_violation
+from agentbus.tool_executor.approvals import ApprovalStore, approval_id, digest, now
 from agentbus.tool_executor.audit import publish_audit, publish_escalation
 from agentbus.tool_executor.declaration import Tool, ToolContext
 from agentbus.tool_executor.errors import Refused, ToolError, ToolFailed
-from agentbus.tool_executor.policy import Policy, PolicyFile
+from agentbus.tool_executor.ledger import ExecutionLedger
+from agentbus.tool_executor.policy import (
+    Policy,
+    PolicyFile,
+    describe_changes,
+    mcp_server_changes,
+)
 
 log = logging.getLogger("agentbus.tool_executor")
 
@@ -65,11 +70,18 @@ GRACE = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who asks: the claimed identity and the bus source that carried the claim."""
+    """The bus source that carried a call (``component/instance``), and its metadata.
 
-    identity: str
+    The identity the call claims is the request's ``caller`` field; the engine checks it
+    against :attr:`component`.
+    """
+
     source: str
     metadata: Metadata | None = None
+
+    @property
+    def component(self) -> str:
+        return self.source.split("/", 1)[0]
 
 
 class Engine:
@@ -81,7 +93,7 @@ class Engine:
         policies: PolicyFile,
         bus: Bus,
         approvals: ApprovalStore,
-        runs: RunStore,
+        ledger: ExecutionLedger,
     ) -> None:
         self.tools: dict[str, Tool] = {}
         for declared in tools:
@@ -89,7 +101,7 @@ class Engine:
         self.policies = policies
         self.bus = bus
         self.approvals = approvals
-        self.runs = runs
+        self.ledger = ledger
 
     def add(self, declared: Tool) -> None:
         if declared.name in self.tools:
@@ -100,20 +112,47 @@ class Engine:
         """Serve calls that start from now on under ``policies``; running calls keep theirs."""
         self.policies = policies
 
-    def check_identity(self, claimed: str, source_component: str) -> None:
-        """The caller field must name the sending component, unless the sender is a relay."""
-        self._check_identity(self.policies, claimed, source_component)
+    async def reload(self, path: Path) -> None:
+        """Apply the edited policy file at ``path``, except its [mcp_servers] (imported at
+        start only); an invalid file is logged and the current policies stay."""
+        try:
+            new = await asyncio.to_thread(PolicyFile.load, path)
+        except (ConfigError, OSError, UnicodeDecodeError) as exc:
+            log.error(
+                "policy file %s changed but was not applied, the previous policy stays in "
+                "force: %s. Fix the file; it is read again when it changes.",
+                path,
+                exc,
+            )
+            return
+        old = self.policies
+        servers = mcp_server_changes(old, new)
+        if servers:
+            log.warning(
+                "policy file %s changes MCP servers (%s): restart the executor to apply them; "
+                "the servers imported at start stay as they were",
+                path,
+                ", ".join(servers),
+            )
+            new = new.model_copy(update={"mcp_servers": old.mcp_servers})  # what runs
+        self.use(new)
+        log.info("policy file %s reloaded: %s", path, describe_changes(old, new))
 
     @staticmethod
     def _check_identity(policies: PolicyFile, claimed: str, source_component: str) -> None:
+        """The caller field must name the sending component, unless the sender is a relay."""
         if claimed != source_component and source_component not in policies.executor.relays:
             raise Refused(
                 f"component {source_component!r} may not call as {claimed!r}: send as that "
                 "component, or list the sender under [executor] relays in the policy file"
             )
 
-    def list_for(self, caller: str) -> list[ToolSpec]:
-        policy = self.policies.for_caller(caller)
+    def list_for(self, caller: str, via: Caller) -> list[ToolSpec]:
+        """The tools ``caller``'s policy allows, at their risk for it; ``Refused`` when the
+        sender may not speak for ``caller``."""
+        policies = self.policies
+        self._check_identity(policies, caller, via.component)
+        policy = policies.for_caller(caller)
         return [
             t.spec(policy.risk_for(t.name, t.risk))
             for name, t in sorted(self.tools.items())
@@ -131,7 +170,7 @@ class Engine:
         exit_code: int | None = None
         try:
             policies = self.policies  # this call's policy, even if the file changes meanwhile
-            self._check_identity(policies, request.caller, caller.source.split("/", 1)[0])
+            self._check_identity(policies, request.caller, caller.component)
             policy = policies.for_caller(request.caller)
             declared = self._tool(request.tool, policy)
             args = self._parse(declared, request.arguments, policy)
@@ -214,17 +253,8 @@ class Engine:
         try:
             return declared.parse(arguments)
         except ValidationError as exc:
-            errors = [
-                {"loc": ".".join(str(p) for p in e["loc"]) or "(root)", "msg": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)[:20]
-            ]
-            first = errors[0]
-            raise ToolFailed(
-                f"the arguments do not match {declared.name}'s schema: {first['loc']}: "
-                f"{first['msg']}",
-                code=ErrorCode.SCHEMA_VIOLATION,
-                errors=errors,
-            ) from None
+            reply = schema_violation(exc, f"the arguments do not match {declared.name}'s schema")
+            raise ToolFailed(reply.message, code=reply.code, **reply.details) from None
 
     async def _approval(
         self, request: ExecuteRequest, key: str, risk: Risk, arguments_digest: str, caller: Caller
@@ -262,49 +292,12 @@ class Engine:
     ) -> Completed:
         if key is None:
             return await self._run(declared, args, request.caller, policy)
-        run_key = RunStore.key(request.caller, key)
-        existing = await self.runs.claim(run_key, arguments_digest)
-        if existing is not None:
-            if existing.arguments_digest != arguments_digest:
-                raise ToolFailed(
-                    f"idempotency key {key!r} was used for a different call; use a new key",
-                    code=ErrorCode.CONFLICT,
-                )
-            if existing.state == "running":
-                raise ToolFailed(
-                    f"the call with idempotency key {key!r} is still running; retry later",
-                    code=ErrorCode.CONFLICT,
-                )
-            if existing.error is not None:
-                raise ToolError(
-                    str(existing.error.get("message", "")),
-                    code=str(existing.error.get("code", "invalid")),
-                    replayed=True,
-                )
-            assert existing.result is not None
-            return existing.result.model_copy(update={"replayed": True})
-        try:
-            result = await self._run(declared, args, request.caller, policy)
-        except ToolError as exc:
-            error = {"code": str(exc.code), "message": exc.message}
-            await self.runs.finish(
-                run_key, RunRecord(state="done", arguments_digest=arguments_digest, error=error)
-            )
-            raise
-        except BaseException:
-            await self.runs.finish(
-                run_key,
-                RunRecord(
-                    state="done",
-                    arguments_digest=arguments_digest,
-                    error={"code": "internal", "message": "the run failed; see the service log"},
-                ),
-            )
-            raise
-        await self.runs.finish(
-            run_key, RunRecord(state="done", arguments_digest=arguments_digest, result=result)
+        return await self.ledger.run_once(
+            request.caller,
+            key,
+            arguments_digest,
+            lambda: self._run(declared, args, request.caller, policy),
         )
-        return result
 
     async def _run(self, declared: Tool, args: Any, caller: str, policy: Policy) -> Completed:
         ctx = ToolContext(caller, policy, deadline=time.monotonic() + policy.timeout)

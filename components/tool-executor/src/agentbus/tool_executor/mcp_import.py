@@ -3,9 +3,10 @@
 Each configured server is started once, when the executor starts, and kept
 connected by a task of its own (the SDK's client must be entered and left in
 one task). Its tools join the catalog with the server's configured risk
-(default medium) and the input schema the server declares; arguments are
-validated against that schema before the call leaves. Policies allow them like
-any other tool (``tools = ["mcp.docs.*"]``), and approvals and audit apply.
+(default medium) and the input schema the server declares; the engine checks
+arguments against that schema (:meth:`Tool.parse`) before any approval is asked
+for or the call leaves. Policies allow them like any other tool
+(``tools = ["mcp.docs.*"]``), and approvals and audit apply.
 What the external tool then does is up to that server: the executor's path
 and host checks do not reach inside it.
 """
@@ -18,13 +19,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
 import mcp_types
 from mcp import Client, StdioServerParameters
 from pydantic import JsonValue
 
 from agentbus.interfaces.error_reply import ErrorCode
-from agentbus.tool_executor.declaration import Tool, ToolContext, ToolResult
+from agentbus.tool_executor.declaration import Tool, ToolContext, ToolOutcome
 from agentbus.tool_executor.errors import ToolFailed
 from agentbus.tool_executor.policy import McpServerConfig
 
@@ -97,7 +97,7 @@ class McpConnection:
                 self._task.cancel()
                 await asyncio.wait({self._task})
 
-    async def call(self, tool: str, arguments: Mapping[str, Any], timeout: float) -> ToolResult:
+    async def call(self, tool: str, arguments: Mapping[str, Any], timeout: float) -> ToolOutcome:
         if self.client is None:
             raise ToolFailed(f"MCP server {self.name} is not connected", code=ErrorCode.UNAVAILABLE)
         try:
@@ -116,7 +116,7 @@ class McpConnection:
         data: dict[str, JsonValue] = {}
         if isinstance(result.structured_content, dict):
             data = result.structured_content
-        return ToolResult(text, data=data)
+        return ToolOutcome(text, data=data)
 
     def declare(self) -> list[Tool]:
         declared = []
@@ -127,24 +127,15 @@ class McpConnection:
                     name=f"mcp.{self.name}.{remote.name}",
                     description=remote.description or f"{remote.name} from MCP server {self.name}",
                     risk=self.config.risk,
-                    function=self._function(remote.name, schema),
+                    function=self._function(remote.name),
                     schema=schema,
                     source=f"mcp:{self.name}",
                 )
             )
         return declared
 
-    def _function(self, remote: str, schema: dict[str, JsonValue]) -> Any:
-        validator = jsonschema.Draft202012Validator(schema)
-
-        async def call(arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
-            error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
-            if error is not None:
-                where = ".".join(str(p) for p in error.absolute_path) or "(root)"
-                raise ToolFailed(
-                    f"the arguments do not match the tool's schema: {where}: {error.message}",
-                    code=ErrorCode.SCHEMA_VIOLATION,
-                )
+    def _function(self, remote: str) -> Any:
+        async def call(arguments: dict[str, Any], ctx: ToolContext) -> ToolOutcome:
             return await self.call(remote, arguments, ctx.timeout(None))
 
         return call

@@ -22,8 +22,7 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.errors import RemoteError
+from agentbus.framework import Bus, RemoteError
 from agentbus.interfaces.catalog.tools import (
     TOOLS_EXECUTE,
     TOOLS_LIST,

@@ -39,9 +39,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agentbus.framework.config import load_toml
-from agentbus.framework.errors import ConfigError
+from agentbus.framework import ConfigError, load_toml
 from agentbus.interfaces.catalog.tools import Risk
+from agentbus.interfaces.validation import explain
 
 POLICY_ENV = "AGENTBUS_TOOLS_POLICY"
 DEFAULT_POLICY_FILE = "tools.toml"
@@ -144,9 +144,7 @@ class PolicyFile(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+            raise ConfigError(f"{source}: {explain(exc)}") from None
 
     @classmethod
     def load(cls, path: Path | None = None) -> PolicyFile:

@@ -14,7 +14,7 @@ from pydantic import Field, JsonValue
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.tool_executor import paths
-from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolResult, tool
+from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcome, tool
 from agentbus.tool_executor.errors import Refused, ToolFailed
 
 MAX_ENTRIES = 5000
@@ -41,7 +41,7 @@ class ReadArgs(ToolArgs):
 
 
 @tool("fs.read", risk=Risk.LOW)
-async def read(args: ReadArgs, ctx: ToolContext) -> ToolResult:
+async def read(args: ReadArgs, ctx: ToolContext) -> ToolOutcome:
     """Read a UTF-8 text file, optionally a range of lines (1-based, inclusive)."""
     path = paths.resolve(args.path, ctx.roots)
     text = _text(paths.read_bytes(path, ctx.policy.max_file_bytes), path)
@@ -49,7 +49,7 @@ async def read(args: ReadArgs, ctx: ToolContext) -> ToolResult:
     end = len(lines) if args.end_line is None else min(args.end_line, len(lines))
     selected = "".join(lines[args.start_line - 1 : end])
     content, truncated = _cap(selected, ctx.policy.max_output)
-    return ToolResult(
+    return ToolOutcome(
         content,
         truncated=truncated,
         data={
@@ -68,7 +68,7 @@ class WriteArgs(ToolArgs):
 
 
 @tool("fs.write", risk=Risk.MEDIUM)
-async def write(args: WriteArgs, ctx: ToolContext) -> ToolResult:
+async def write(args: WriteArgs, ctx: ToolContext) -> ToolOutcome:
     """Write a UTF-8 text file (created or replaced) inside the workspace."""
     path = paths.resolve(args.path, ctx.roots)
     data = args.content.encode("utf-8")
@@ -78,7 +78,7 @@ async def write(args: WriteArgs, ctx: ToolContext) -> ToolResult:
             code=ErrorCode.PAYLOAD_TOO_LARGE,
         )
     paths.write_bytes(path, data, ctx.roots, create_dirs=args.create_dirs)
-    return ToolResult(
+    return ToolOutcome(
         f"wrote {len(data)} bytes to {path}", data={"path": str(path), "bytes": len(data)}
     )
 
@@ -90,7 +90,7 @@ class EditArgs(ToolArgs):
 
 
 @tool("fs.edit", risk=Risk.MEDIUM)
-async def edit(args: EditArgs, ctx: ToolContext) -> ToolResult:
+async def edit(args: EditArgs, ctx: ToolContext) -> ToolOutcome:
     """Replace one exact occurrence of `search` with `replace`; fails if absent or not unique."""
     path = paths.resolve(args.path, ctx.roots)
     text = _text(paths.read_bytes(path, ctx.policy.max_file_bytes), path)
@@ -109,7 +109,7 @@ async def edit(args: EditArgs, ctx: ToolContext) -> ToolResult:
     updated = text.replace(args.search, args.replace, 1)
     paths.write_bytes(path, updated.encode("utf-8"), ctx.roots, create_dirs=False)
     line = text[: text.index(args.search)].count("\n") + 1
-    return ToolResult(f"edited {path} at line {line}", data={"path": str(path), "line": line})
+    return ToolOutcome(f"edited {path} at line {line}", data={"path": str(path), "line": line})
 
 
 class ListArgs(ToolArgs):
@@ -125,7 +125,7 @@ def _kind(mode: int) -> str:
 
 
 @tool("fs.list", risk=Risk.LOW)
-async def list_dir(args: ListArgs, ctx: ToolContext) -> ToolResult:
+async def list_dir(args: ListArgs, ctx: ToolContext) -> ToolOutcome:
     """List a folder: name, kind (file, dir, link, other) and size. Links are not followed."""
     path = paths.resolve(args.path, ctx.roots)
     if not path.is_dir():
@@ -139,7 +139,7 @@ async def list_dir(args: ListArgs, ctx: ToolContext) -> ToolResult:
                 break
     lines = [f"{e['kind']:5} {e['size']:>10} {e['name']}" for e in entries if isinstance(e, dict)]
     content, truncated = _cap("\n".join(lines), ctx.policy.max_output)
-    return ToolResult(
+    return ToolOutcome(
         content,
         truncated=truncated or len(entries) >= MAX_ENTRIES,
         data={"path": str(path), "entries": entries},
@@ -171,13 +171,13 @@ def _glob(base: Path, pattern: str, roots: tuple[Path, ...]) -> list[str]:
 
 
 @tool("fs.glob", risk=Risk.LOW)
-async def glob(args: GlobArgs, ctx: ToolContext) -> ToolResult:
+async def glob(args: GlobArgs, ctx: ToolContext) -> ToolOutcome:
     """Find files matching a glob pattern under a folder; matches outside the roots are dropped."""
     base = paths.resolve(args.path, ctx.roots)
     pattern = _relative_pattern(args.pattern)
     found = sorted(_glob(base, pattern, ctx.roots))
     content, truncated = _cap("\n".join(found), ctx.policy.max_output)
-    return ToolResult(
+    return ToolOutcome(
         content,
         truncated=truncated or len(found) >= MAX_ENTRIES,
         data={"path": str(base), "matches": list[JsonValue](found)},
@@ -208,7 +208,7 @@ def _files(base: Path, name_glob: str, roots: tuple[Path, ...]) -> list[Path]:
 
 
 @tool("fs.grep", risk=Risk.LOW)
-async def grep(args: GrepArgs, ctx: ToolContext) -> ToolResult:
+async def grep(args: GrepArgs, ctx: ToolContext) -> ToolOutcome:
     """Search files for a regular expression; returns path:line:text for each match."""
     base = paths.resolve(args.path, ctx.roots)
     try:
@@ -221,7 +221,7 @@ async def grep(args: GrepArgs, ctx: ToolContext) -> ToolResult:
         _search, pattern, base, args, ctx, time.monotonic() + budget
     )
     content, truncated = _cap("\n".join(matches), ctx.policy.max_output)
-    return ToolResult(
+    return ToolOutcome(
         content,
         truncated=truncated or len(matches) >= args.max_matches,
         data={"matches": len(matches), "skipped_files": skipped},

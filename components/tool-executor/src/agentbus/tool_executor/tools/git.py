@@ -19,7 +19,7 @@ from pydantic import Field
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.tool_executor import paths
-from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolResult, tool
+from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcome, tool
 from agentbus.tool_executor.errors import ToolFailed
 
 _SAFE_CONFIG = {
@@ -77,14 +77,14 @@ class RepoArgs(ToolArgs):
 
 
 @tool("git.status", risk=Risk.LOW)
-async def status(args: RepoArgs, ctx: ToolContext) -> ToolResult:
+async def status(args: RepoArgs, ctx: ToolContext) -> ToolOutcome:
     """Branch and changed files (porcelain v1) of a repository in the workspace."""
     repo = _repo(args.repo, ctx)
     out = await asyncio.to_thread(_git, repo, ctx, "status", "--porcelain=v1", "--branch")
     lines = out.splitlines()
     branch = lines[0][3:] if lines and lines[0].startswith("## ") else ""
     changes = [{"status": line[:2], "path": line[3:]} for line in lines[1:]]
-    return ToolResult(out, data={"branch": branch, "changes": changes})  # type: ignore[dict-item]
+    return ToolOutcome(out, data={"branch": branch, "changes": changes})  # type: ignore[dict-item]
 
 
 class DiffArgs(RepoArgs):
@@ -93,7 +93,7 @@ class DiffArgs(RepoArgs):
 
 
 @tool("git.diff", risk=Risk.LOW)
-async def diff(args: DiffArgs, ctx: ToolContext) -> ToolResult:
+async def diff(args: DiffArgs, ctx: ToolContext) -> ToolOutcome:
     """Unified diff of the working tree (or the index, with staged) of a repository."""
     repo = _repo(args.repo, ctx)
     root = Path(str(repo.working_tree_dir))
@@ -103,7 +103,7 @@ async def diff(args: DiffArgs, ctx: ToolContext) -> ToolResult:
     data = out.encode("utf-8")
     truncated = len(data) > ctx.policy.max_output
     text = data[: ctx.policy.max_output].decode("utf-8", errors="ignore")
-    return ToolResult(text, truncated=truncated)
+    return ToolOutcome(text, truncated=truncated)
 
 
 class CommitArgs(RepoArgs):
@@ -123,13 +123,13 @@ def _commit(repo: git.Repo, args: CommitArgs, ctx: ToolContext, selected: list[s
 
 
 @tool("git.commit", risk=Risk.MEDIUM)
-async def commit(args: CommitArgs, ctx: ToolContext) -> ToolResult:
+async def commit(args: CommitArgs, ctx: ToolContext) -> ToolOutcome:
     """Stage the given files (or every change) and commit them; hooks do not run."""
     repo = _repo(args.repo, ctx)
     root = Path(str(repo.working_tree_dir))
     selected = [str(paths.resolve(p, ctx.roots, cwd=root)) for p in args.paths]
     sha = await asyncio.to_thread(_commit, repo, args, ctx, selected)
-    return ToolResult(f"committed {sha}", data={"sha": sha})
+    return ToolOutcome(f"committed {sha}", data={"sha": sha})
 
 
 TOOLS = (status, diff, commit)

@@ -25,7 +25,7 @@ from pydantic import Field, JsonValue
 
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.interfaces.error_reply import ErrorCode
-from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolResult, tool
+from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcome, tool
 from agentbus.tool_executor.errors import Refused, ToolFailed
 
 MAX_REDIRECTS = 5
@@ -137,7 +137,7 @@ def pinned_request(
 
 
 @tool("http.fetch", risk=Risk.MEDIUM)
-async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolResult:
+async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolOutcome:
     """Fetch a URL on the caller's host allow-list (checked again after every redirect)."""
     url, method, body = args.url, args.method, args.body
     hops: list[str] = []
@@ -179,7 +179,7 @@ async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolResult:
             finally:
                 await response.aclose()
             headers = {k: v for k, v in response.headers.items() if k.lower() in _SHOWN_HEADERS}
-            return ToolResult(
+            return ToolOutcome(
                 kept.decode(response.encoding or "utf-8", errors="replace"),
                 truncated=truncated,
                 data={

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.tool_executor import paths
-from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolResult, tool
+from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcome, tool
 from agentbus.tool_executor.errors import Refused, ToolFailed
 from agentbus.tool_executor.processes import run_process
 from agentbus.tool_executor.tools._report import REPORT_ENV
@@ -41,7 +41,7 @@ def _node(selector: str, base: Path, roots: tuple[Path, ...]) -> str:
 
 
 @tool("python.test", risk=Risk.MEDIUM)
-async def run_tests(args: TestArgs, ctx: ToolContext) -> ToolResult:
+async def run_tests(args: TestArgs, ctx: ToolContext) -> ToolOutcome:
     """Run pytest and return each test's outcome (passed, failed, skipped, error)."""
     target = paths.resolve(args.path, ctx.roots)
     cwd = target if target.is_dir() else target.parent
@@ -77,7 +77,7 @@ async def run_tests(args: TestArgs, ctx: ToolContext) -> ToolResult:
     counts: dict[str, int] = {}
     for test in tests:
         counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
-    return ToolResult(
+    return ToolOutcome(
         result.output,
         truncated=result.truncated,
         exit_code=result.exit_code,

@@ -19,7 +19,7 @@ from pydantic import Field, JsonValue, model_validator
 
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.tool_executor import paths
-from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolResult, tool
+from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcome, tool
 from agentbus.tool_executor.errors import Refused, ToolFailed
 from agentbus.tool_executor.policy import Policy
 from agentbus.tool_executor.processes import run_process
@@ -77,7 +77,7 @@ def _precheck(args: ExecArgs, policy: Policy) -> None:
 
 
 @tool("shell.exec", risk=Risk.MEDIUM, risk_of=_risk, precheck=_precheck)
-async def exec_(args: ExecArgs, ctx: ToolContext) -> ToolResult:
+async def exec_(args: ExecArgs, ctx: ToolContext) -> ToolOutcome:
     """Run a command (argv list, no shell) or a shell string in a workspace folder.
 
     Output (stdout and stderr interleaved) is capped; at the timeout the whole
@@ -107,7 +107,7 @@ async def exec_(args: ExecArgs, ctx: ToolContext) -> ToolResult:
         timeout=ctx.timeout(args.timeout),
         max_output=ctx.policy.max_output,
     )
-    return ToolResult(
+    return ToolOutcome(
         result.output,
         truncated=result.truncated,
         exit_code=result.exit_code,

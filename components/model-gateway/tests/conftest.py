@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agentbus.model_gateway.fakes import FakeAnthropic, FakeOpenAI
 from agentbus.model_gateway.service import ModelGateway
+from agentbus.model_gateway.testing import FakeAnthropic, FakeOpenAI
 
 PROVIDER_VARIABLES = (
     "AGENTBUS_MODELS_FILE",

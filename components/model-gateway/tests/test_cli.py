@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentbus.model_gateway.fakes import FakeOpenAI, openai_stream
+from agentbus.model_gateway.testing import FakeOpenAI, openai_stream
 
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
 

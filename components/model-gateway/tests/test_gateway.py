@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentbus.framework import Bus, RemoteError
-from agentbus.framework.bus import error_from
+from agentbus.framework import Bus, RemoteError, error_from
 from agentbus.interfaces.catalog.model import (
     CATALOG,
     EMBED,
@@ -33,19 +32,21 @@ from agentbus.interfaces.catalog.model import (
     UserMessage,
 )
 from agentbus.interfaces.subjects import subject_for
-from agentbus.model_gateway.fakes import (
+from agentbus.model_gateway.service import ModelGateway
+from agentbus.model_gateway.testing import (
+    WEATHER,
     FakeAnthropic,
     FakeOpenAI,
     Scripted,
     anthropic_message,
     anthropic_stream,
+    ask,
+    collect,
     malformed,
     openai_error,
     openai_stream,
     openai_text,
 )
-from agentbus.model_gateway.service import ModelGateway
-from agentbus.model_gateway.testing import WEATHER, ask, collect
 
 
 async def test_generates_text_and_reports_usage(

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from framework_helpers import eventually
-from prometheus_client import CollectorRegistry
 
 from agentbus.framework import Bus, ConfigError, RemoteError
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.model import (
     CATALOG,
     EMBED,
@@ -27,13 +26,15 @@ from agentbus.interfaces.catalog.model import (
     TextDelta,
 )
 from agentbus.model_gateway import config
-from agentbus.model_gateway.config import ModelsConfig
-from agentbus.model_gateway.fakes import FakeAnthropic, FakeOpenAI, openai_stream, openai_text
-from agentbus.model_gateway.metering import GatewayMetrics
-from agentbus.model_gateway.router import Router
-from agentbus.model_gateway.routers import Routers
 from agentbus.model_gateway.service import ModelGateway
-from agentbus.model_gateway.testing import ask, collect
+from agentbus.model_gateway.testing import (
+    FakeAnthropic,
+    FakeOpenAI,
+    ask,
+    collect,
+    openai_stream,
+    openai_text,
+)
 
 WATCH = 0.05
 """``file_watch_interval`` of the gateways here: seconds between looks at models.toml."""
@@ -95,7 +96,7 @@ async def test_an_edit_is_used_by_new_requests(
     fake_anthropic: FakeAnthropic,
 ) -> None:
     save(models_file, models_toml(fake_openai, fake_anthropic))
-    gateway = await start_service(ModelGateway, file_watch_interval=WATCH)
+    gateway = await start_service(ModelGateway, settings={"file_watch_interval": WATCH})
     assert (await bus.request(GENERATE, ask("fast"))).provider == "openai"
     with pytest.raises(RemoteError) as caught:
         await bus.request(EMBED, EmbedRequest(model="embed", texts=["a"]))
@@ -150,7 +151,7 @@ async def test_an_invalid_edit_keeps_the_previous_models(
 ) -> None:
     caplog.set_level(logging.INFO, "agentbus.model_gateway")
     save(models_file, models_toml(fake_openai, fake_anthropic))
-    gateway = await start_service(ModelGateway, file_watch_interval=WATCH)
+    gateway = await start_service(ModelGateway, settings={"file_watch_interval": WATCH})
     before = gateway.router
 
     save(models_file, models_toml(fake_openai, fake_anthropic, fast="anthropic", extra=edit))
@@ -184,7 +185,7 @@ async def test_a_running_stream_finishes_on_the_old_models(
     fake_anthropic: FakeAnthropic,
 ) -> None:
     save(models_file, models_toml(fake_openai, fake_anthropic))
-    gateway = await start_service(ModelGateway, file_watch_interval=WATCH)
+    gateway = await start_service(ModelGateway, settings={"file_watch_interval": WATCH})
     before = gateway.router
     hold = threading.Event()
     held = openai_stream(["before ", "the edit"])
@@ -224,7 +225,7 @@ async def test_a_running_generate_finishes_on_the_old_models(
     fake_anthropic: FakeAnthropic,
 ) -> None:
     save(models_file, models_toml(fake_openai, fake_anthropic))
-    gateway = await start_service(ModelGateway, file_watch_interval=WATCH)
+    gateway = await start_service(ModelGateway, settings={"file_watch_interval": WATCH})
     before = gateway.router
     hold = threading.Event()
     fake_openai.script(replace(openai_text("From before the edit."), hold=hold))
@@ -250,7 +251,7 @@ async def test_a_models_file_named_before_it_exists_is_loaded_when_it_appears(
     fake_openai: FakeOpenAI,
     fake_anthropic: FakeAnthropic,
 ) -> None:
-    await start_service(ModelGateway, file_watch_interval=WATCH)
+    await start_service(ModelGateway, settings={"file_watch_interval": WATCH})
     with pytest.raises(RemoteError) as caught:
         await bus.request(GENERATE, ask("fast"))
     assert caught.value.code == "not_configured"
@@ -269,29 +270,4 @@ async def test_without_watching_a_missing_models_file_stops_the_start(
     start_service: Any, models_file: Path
 ) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        await start_service(ModelGateway, file_watch_interval=0)
-
-
-async def test_a_retired_router_is_closed_when_its_last_request_leaves() -> None:
-    metrics = GatewayMetrics(CollectorRegistry())
-    first, second = Router(ModelsConfig(), metrics), Router(ModelsConfig(), metrics)
-    routers = Routers(first)
-
-    async def failing_request() -> None:
-        with routers.use():
-            await routers.replace(second)
-            raise RuntimeError("a request failing")
-
-    with routers.use() as running:
-        with pytest.raises(RuntimeError, match="a request failing"):
-            await failing_request()
-        assert running is first
-        assert not first.closed, "closed while a request still used it"
-        with routers.use() as new:
-            assert new is second
-    await eventually(lambda: first.closed, what="the retired router closed")
-
-    assert routers.retired() == []
-    assert not second.closed
-    await routers.aclose()
-    assert second.closed
+        await start_service(ModelGateway, settings={"file_watch_interval": 0})

@@ -18,9 +18,9 @@ from agentbus.framework import (
     RequestTimeoutError,
     Service,
     ServiceError,
+    error_from,
     streams,
 )
-from agentbus.framework.bus import error_from
 from agentbus.interfaces import BusMessage, ErrorCode, request_interface, stream_interface
 from agentbus.interfaces.subjects import subject_for
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from agentbus.framework import Bus
-from agentbus.framework.cli.common import console, err_console, options, run, with_bus
+from agentbus.framework.cli import console, err_console, options, run, with_bus
 from agentbus.interfaces.catalog.model import (
     CATALOG,
     STREAM,

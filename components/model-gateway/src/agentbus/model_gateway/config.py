@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from agentbus.framework import ConfigError, load_toml
 from agentbus.interfaces.catalog.model import AliasInfo
+from agentbus.interfaces.validation import explain
 
 MODELS_FILE_ENV = "AGENTBUS_MODELS_FILE"
 NO_MODEL_HINT = (
@@ -226,6 +227,4 @@ def _validated(data: dict[str, object], where: str) -> ModelsConfig:
     try:
         return ModelsConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        at = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise ConfigError(f"{where}: {at}: {first['msg']}") from None
+        raise ConfigError(f"{where}: {explain(exc)}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from agentbus.framework.metrics import LATENCY_BUCKETS
+from agentbus.framework import LATENCY_BUCKETS
 from agentbus.interfaces.catalog.model import Usage
 
 _LABELS = ["alias", "provider", "caller"]

@@ -1,9 +1,9 @@
 """Aliases to providers: capability checks, fallback chains, accounting, errors for the bus.
 
 The router is the gateway without the bus: tests and the service drive the
-same object. Each alias's provider is wrapped as
-``RetryingProvider(LimitedProvider(<SDK adapter>))``: retries happen inside one
-alias, fallbacks across aliases, and a retry's backoff holds no concurrency slot.
+same object. Each alias's provider comes from :func:`.providers.build.build_provider`
+(``RetryingProvider(LimitedProvider(<SDK adapter>))``): retries happen inside one
+alias, fallbacks across aliases (here), and a retry's backoff holds no concurrency slot.
 """
 
 from __future__ import annotations
@@ -30,27 +30,21 @@ from agentbus.interfaces.catalog.model import (
     UsageUpdate,
     UserMessage,
 )
-from agentbus.model_gateway.anthropic_provider import AnthropicProvider
 from agentbus.model_gateway.config import (
     MODELS_FILE_ENV,
     NO_MODEL_HINT,
     AliasConfig,
     ModelsConfig,
-    ProviderConfig,
 )
 from agentbus.model_gateway.metering import GatewayMetrics
-from agentbus.model_gateway.openai_provider import OpenAIProvider
-from agentbus.model_gateway.provider import (
+from agentbus.model_gateway.providers.base import (
     Embedding,
     Finished,
     Generation,
     LanguageCall,
-    LimitedProvider,
-    Provider,
     ProviderError,
-    RetryingProvider,
-    RetryPolicy,
 )
+from agentbus.model_gateway.providers.build import build_provider
 
 log = logging.getLogger("agentbus.model_gateway")
 
@@ -82,18 +76,6 @@ _ADVICE = {
 }
 
 
-def build_provider(name: str, config: ProviderConfig, metrics: GatewayMetrics) -> Provider:
-    sdk: Provider = (
-        OpenAIProvider(name, config) if config.kind == "openai" else AnthropicProvider(name, config)
-    )
-
-    def on_retry(provider: str, error: ProviderError, delay: float) -> None:
-        metrics.retries.labels(provider, error.kind).inc()
-
-    policy = RetryPolicy(config.retries, config.backoff, config.max_backoff, on_retry)
-    return RetryingProvider(LimitedProvider(sdk, config.max_concurrency), policy)
-
-
 def needed_capabilities(request: GenerateRequest) -> list[str]:
     needs = []
     if request.tools:
@@ -115,7 +97,7 @@ class Router:
         self.config = config
         self.metrics = metrics
         self.providers = {
-            name: build_provider(name, provider, metrics)
+            name: build_provider(name, provider, self._count_retry)
             for name, provider in config.providers.items()
         }
         self.closed = False
@@ -126,6 +108,9 @@ class Router:
             with contextlib.suppress(Exception):
                 await provider.aclose()
         self.closed = True
+
+    def _count_retry(self, provider: str, error: ProviderError, delay: float) -> None:
+        self.metrics.retries.labels(provider, error.kind).inc()
 
     def catalog(self) -> CatalogReply:
         return CatalogReply(aliases=self.config.info(), source=self.config.source)
@@ -335,4 +320,3 @@ class Router:
             alias=name,
             provider=alias.provider,
         )
-        raise AssertionError("a fallback chain is never empty")

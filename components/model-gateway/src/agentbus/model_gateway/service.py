@@ -2,7 +2,7 @@
 
 ``models.toml`` is watched while the service runs (``file_watch_interval``): a valid
 edit swaps in a new router for new requests, while running ones finish on the old
-one (see :mod:`.routers`); an invalid edit is logged and the previous models stay.
+one (see :mod:`.live_routers`); an invalid edit is logged and the previous models stay.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from agentbus.interfaces.catalog.model import (
 )
 from agentbus.model_gateway import config
 from agentbus.model_gateway.config import ModelsConfig
+from agentbus.model_gateway.live_routers import LiveRouters
 from agentbus.model_gateway.metering import GatewayMetrics
 from agentbus.model_gateway.router import Router
-from agentbus.model_gateway.routers import Routers
 
 log = logging.getLogger("agentbus.model_gateway")
 
@@ -56,7 +56,7 @@ class ModelGateway(Service):
             # check comes after an interval, by which time ``self.routers`` exists.
             await self.watch_file(path, functools.partial(self._reload, path))
         models = self._first_models(path)
-        self.routers = Routers(Router(models, self.gateway_metrics))
+        self.routers = LiveRouters(Router(models, self.gateway_metrics))
         self._announce(models)
 
     def _first_models(self, path: Path | None) -> ModelsConfig:

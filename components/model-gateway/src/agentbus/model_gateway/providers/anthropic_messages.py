@@ -23,7 +23,7 @@ from agentbus.interfaces.catalog.model import (
     UserMessage,
 )
 from agentbus.model_gateway.config import ProviderConfig
-from agentbus.model_gateway.provider import (
+from agentbus.model_gateway.providers.base import (
     Finished,
     Generation,
     LanguageCall,
@@ -31,7 +31,7 @@ from agentbus.model_gateway.provider import (
     ProviderError,
     ProviderPart,
 )
-from agentbus.model_gateway.translate import malformed_response, status_error
+from agentbus.model_gateway.providers.translate import malformed_response, status_error
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; this applies when nobody set one
 

@@ -1,9 +1,10 @@
-"""The router new requests use, and retired routers kept open for the requests still on them.
+"""The live router (the one new requests use), and retired ones kept open for the requests
+still on them: how a ``models.toml`` reload swaps routers under running requests.
 
-A reload of ``models.toml`` builds a new :class:`Router` and :meth:`Routers.replace`
-swaps it in. Each request takes a router with :meth:`Routers.use` and keeps it to
-its end, so a running request or stream never sees its configuration change; a
-retired router's HTTP clients are closed once its last request has left.
+A reload builds a new :class:`~.router.Router` and :meth:`LiveRouters.replace` swaps it
+in. Each request takes a router with :meth:`LiveRouters.use` and keeps it to its end, so
+a running request or stream never sees its configuration change; a retired router's HTTP
+clients are closed once its last request has left.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from agentbus.model_gateway.router import Router
 
 
-class Routers:
+class LiveRouters:
     """The current router plus, per router, how many requests are using it."""
 
     def __init__(self, router: Router) -> None:

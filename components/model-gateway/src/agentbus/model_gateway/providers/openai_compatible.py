@@ -28,7 +28,7 @@ from agentbus.interfaces.catalog.model import (
     UserMessage,
 )
 from agentbus.model_gateway.config import ProviderConfig
-from agentbus.model_gateway.provider import (
+from agentbus.model_gateway.providers.base import (
     Embedding,
     Finished,
     Generation,
@@ -37,7 +37,11 @@ from agentbus.model_gateway.provider import (
     ProviderError,
     ProviderPart,
 )
-from agentbus.model_gateway.translate import malformed_response, parse_arguments, status_error
+from agentbus.model_gateway.providers.translate import (
+    malformed_response,
+    parse_arguments,
+    status_error,
+)
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -48,7 +52,7 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
-class OpenAIProvider(Provider):
+class OpenAICompatibleProvider(Provider):
     def __init__(self, name: str, config: ProviderConfig) -> None:
         super().__init__(name)
         self.client = openai.AsyncOpenAI(

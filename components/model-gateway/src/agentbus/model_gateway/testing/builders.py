@@ -1,6 +1,6 @@
 """Builders for tests of model-gateway callers: a request, a tool, a whole stream.
 
-Next to :mod:`.fakes`, so the gateway's own tests and any other component's use them alike.
+In the kit, so the gateway's own tests and any other component's use them alike.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 from pydantic import JsonValue
 
-from agentbus.model_gateway.provider import ProviderError
+from agentbus.model_gateway.providers.base import ProviderError
 
 
 def status_error(

@@ -5,7 +5,7 @@
 Each maintainer (``agentbus.maintainer.service.Maintainer``, the real service: durable
 consumer, rule evaluation, ``ask-model`` over the bus, audit record) watches its own
 component, whose rules fall through to ``ask-model``. The model is
-``agentbus.maintainer.testing.FakeModelGateway``: a service on the bus that answers
+``agentbus.model_gateway.testing.FakeModelGateway``: a service on the bus that answers
 ``model.language.generate`` after ``--latency`` seconds (the evaluation's cost is waiting
 for the model, as with a real one), in its own process like the real gateway. One
 ``interface.changed`` is broadcast; the figure is the time from the publish until every
@@ -38,7 +38,8 @@ from agentbus.interfaces.catalog.model import CATALOG, CatalogRequest
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.service import Maintainer
-from agentbus.maintainer.testing import ANSWER_ENV, LATENCY_ENV, SAMPLE
+from agentbus.maintainer.testing import SAMPLE
+from agentbus.model_gateway.testing import ANSWER_ENV, LATENCY_ENV
 
 TARGET = 1.2
 
@@ -127,7 +128,7 @@ def start_gateway(url: str, latency: float) -> subprocess.Popen[bytes]:
         ANSWER_ENV: '{"action": "ignore", "reason": "benchmark"}',
         LATENCY_ENV: str(latency),
     }
-    target = "agentbus.maintainer.testing:FakeModelGateway"
+    target = "agentbus.model_gateway.testing:FakeModelGateway"
     argv = [sys.executable, "-m", "agentbus.framework.cli", "serve", target]
     return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
 

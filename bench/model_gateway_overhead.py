@@ -2,7 +2,7 @@
 
     python bench/model_gateway_overhead.py [--requests 1000] [--json]
 
-One fake OpenAI server (a real HTTP server on loopback, ``agentbus.model_gateway.fakes``)
+One fake OpenAI server (a real HTTP server on loopback, ``agentbus.model_gateway.testing``)
 answers both paths. *Direct* calls it from Python with the official ``openai`` SDK, as
 the gateway does; *gateway* sends ``model.language.generate`` / ``model.language.stream``
 over an embedded nats-server to a gateway running in its own process (the deployed
@@ -39,8 +39,8 @@ from agentbus.interfaces.catalog.model import (
     TextDelta,
     UserMessage,
 )
-from agentbus.model_gateway.fakes import FakeOpenAI
 from agentbus.model_gateway.service import ModelGateway
+from agentbus.model_gateway.testing import FakeOpenAI
 
 TARGET_MS = 1.5
 PROMPT = "Say hello in two words."

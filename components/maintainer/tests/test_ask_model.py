@@ -12,7 +12,7 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
-from agentbus.maintainer.testing import FakeModelGateway
+from agentbus.model_gateway.testing import FakeModelGateway
 
 PATCH = DependencyUpdated(package="greetlib", from_version="1.0.0", to_version="1.0.1")
 

@@ -28,7 +28,7 @@ from agentbus.interfaces.catalog.workflows import (
 )
 from agentbus.maintainer.escalations import EscalationStore
 from agentbus.maintainer.promote import current_deployment
-from agentbus.maintainer.testing import FakeModelGateway
+from agentbus.model_gateway.testing import FakeModelGateway
 
 NEW_MODULE = '"""Reads model.catalog 2.0.0."""\n\nCATALOG_VERSION = "2.0.0"\n'
 

@@ -1,16 +1,14 @@
 """Shared pieces of the workflow-runner tests: a scripted fake model, polling, run events,
 the CLI in a subprocess.
 
-The fake model is the model gateway's fake OpenAI HTTP server with a *brain*: a
-function from the request the provider received to its answer. Brains decide from
-the conversation (not from a queue of replies), so concurrent and replayed runs get
-consistent answers.
+The fake model (``FakeModel`` with its *brain*, and the ``answer`` / ``messages`` /
+``tool_results`` / ``first_user`` helpers) is the model gateway's test kit
+(:mod:`agentbus.model_gateway.testing`), re-exported here under the names these tests use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
@@ -26,63 +24,14 @@ from agentbus.interfaces.catalog.workflows import (
     RunInfo,
 )
 from agentbus.interfaces.subjects import run_events_subject
-from agentbus.model_gateway.fakes import (
-    FakeServer,
-    Received,
-    Scripted,
-    openai_completion,
-    openai_stream,
-)
-
-Brain = Callable[[Received], Scripted]
-
-
-def answer(
-    received: Received,
-    text: str = "",
-    calls: list[tuple[str, str, dict[str, Any]]] | None = None,
-    *,
-    delay: float = 0.0,
-    usage: tuple[int, int] = (12, 7),
-) -> Scripted:
-    """Text and/or tool calls ``(id, model tool name, arguments)``, streamed if asked."""
-    calls = calls or []
-    if (received.json or {}).get("stream"):
-        pieces = [(i, n, [json.dumps(a)]) for i, n, a in calls]
-        reply = openai_stream([text] if text else [], tool_calls=pieces, usage=usage)
-    else:
-        reply = Scripted(json=openai_completion(text, tool_calls=calls, usage=usage))
-    reply.delay = delay
-    return reply
-
-
-def messages(received: Received) -> list[dict[str, Any]]:
-    return list((received.json or {}).get("messages", []))
-
-
-def tool_results(received: Received) -> list[dict[str, Any]]:
-    return [m for m in messages(received) if m.get("role") == "tool"]
-
-
-def first_user(received: Received) -> str:
-    return next(str(m.get("content")) for m in messages(received) if m.get("role") == "user")
-
-
-class FakeModel(FakeServer):
-    """A fake OpenAI-compatible provider whose answers come from a replaceable brain."""
-
-    __test__ = False
-
-    def __init__(self) -> None:
-        self.brain: Brain = lambda received: answer(received, "Hello world")
-        super().__init__(lambda received: self.brain(received))
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    def chat_requests(self) -> list[Received]:
-        return [r for r in list(self.requests) if r.path.endswith("/chat/completions")]
+from agentbus.model_gateway.testing import Brain as Brain
+from agentbus.model_gateway.testing import FakeModel as FakeModel
+from agentbus.model_gateway.testing import Received as Received
+from agentbus.model_gateway.testing import Scripted as Scripted
+from agentbus.model_gateway.testing import answer as answer
+from agentbus.model_gateway.testing import first_user as first_user
+from agentbus.model_gateway.testing import messages as messages
+from agentbus.model_gateway.testing import tool_results as tool_results
 
 
 async def eventually(

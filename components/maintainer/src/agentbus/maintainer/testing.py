@@ -9,34 +9,14 @@ copies ``examples/maintainers/sample-component`` into a fresh git repository.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from git import Actor, Repo
-
-from agentbus.framework.config import Settings
-from agentbus.framework.context import MessageContext
-from agentbus.framework.errors import ServiceError
-from agentbus.framework.service import Service, handles
-from agentbus.interfaces.catalog.model import (
-    CATALOG,
-    GENERATE,
-    AliasInfo,
-    AssistantMessage,
-    CatalogReply,
-    CatalogRequest,
-    GenerateReply,
-    GenerateRequest,
-    Usage,
-)
-from agentbus.interfaces.error_reply import ErrorCode
 
 GOOD = 'def greet(name):\n    return f"Hello, {name}!"\n'
 BROKEN = 'def greet(name):\n    return f"Hi {name}"\n'
@@ -119,68 +99,3 @@ def sample_repository(
         who = Actor("sample owner", "owner@example.invalid")
         repo.index.commit(f"{name} 1.0.0", author=who, committer=who)
     return component
-
-
-ANSWER_ENV = "AGENTBUS_FAKE_MODEL_ANSWER"
-LATENCY_ENV = "AGENTBUS_FAKE_MODEL_LATENCY"
-DEFAULT_ANSWER = '{"action": "act", "reason": "the fake model always acts"}'
-
-
-class FakeModelGateway(Service):
-    """Serves ``model.language.generate`` with a fixed answer after ``latency`` seconds, and
-    ``model.catalog`` with one alias: a model for tests and the fan-out benchmark.
-
-    ``not_configured=True`` plays a gateway without any model (a ``not_configured`` error).
-    Run as a process, ``agentbus serve agentbus.maintainer.testing:FakeModelGateway`` takes
-    the answer and latency from ``AGENTBUS_FAKE_MODEL_ANSWER`` / ``AGENTBUS_FAKE_MODEL_LATENCY``.
-    """
-
-    name = "fake-model-gateway"
-    version = "0.1.0"
-
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        answer: str | None = None,
-        latency: float | None = None,
-        alias: str = "smart",
-        not_configured: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(settings, **kwargs)
-        self.answer: str | None = answer or os.environ.get(ANSWER_ENV, DEFAULT_ANSWER)
-        if not_configured:
-            self.answer = None
-        self.latency = latency if latency is not None else float(os.environ.get(LATENCY_ENV, "0"))
-        self.alias = alias
-        self.requests: list[GenerateRequest] = []
-
-    @handles(GENERATE)
-    async def generate(self, request: GenerateRequest, ctx: MessageContext) -> GenerateReply:
-        self.requests.append(request)
-        await asyncio.sleep(self.latency)
-        if self.answer is None:
-            raise ServiceError(
-                ErrorCode.NOT_CONFIGURED, "no model is configured: set OPENAI_API_KEY"
-            )
-        return GenerateReply(
-            message=AssistantMessage(text=self.answer),
-            finish_reason="stop",
-            usage=Usage(input_tokens=1, output_tokens=1),
-            model="fake-1",
-            alias=request.model,
-            provider="fake",
-        )
-
-    @handles(CATALOG)
-    async def catalog(self, request: CatalogRequest, ctx: MessageContext) -> CatalogReply:
-        alias = AliasInfo(
-            alias=self.alias,
-            capability="language",
-            provider="fake",
-            provider_kind="fake",
-            model="fake-1",
-            tools=True,
-        )
-        return CatalogReply(aliases=[alias], source="fake")

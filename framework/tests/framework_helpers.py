@@ -19,10 +19,10 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from agentbus.framework import Service, handles
 from agentbus.framework.bus import Bus
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import ServiceError
-from agentbus.framework.service import Service, handles
 from agentbus.interfaces.message import (
     BusMessage,
     Interface,

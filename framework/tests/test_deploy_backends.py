@@ -12,8 +12,8 @@ import pytest
 from deploy_helpers import git, make_repo
 
 from agentbus.framework.config import Settings
-from agentbus.framework.deploy.backend import LocalBackend, backend_for
-from agentbus.framework.deploy.docker_backend import DockerBackend, _archive
+from agentbus.framework.deploy.backends import LocalBackend, backend_for
+from agentbus.framework.deploy.backends.docker import DockerBackend, _archive
 from agentbus.framework.errors import ConfigError
 
 CLI = [sys.executable, "-m", "agentbus.framework.cli"]

@@ -28,20 +28,15 @@ from framework_helpers import eventually, unique
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
-from agentbus.framework.deploy import (
-    DeploymentStore,
-    LocalBackend,
-    Outcome,
-    Policy,
-    Promoter,
-    Release,
-)
+from agentbus.framework.deploy import DeploymentStore
+from agentbus.framework.deploy.backends import LocalBackend, Release
+from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
 from agentbus.framework.deploy.state import DeploymentRecord
 from agentbus.interfaces.message import Interface
 
 pytestmark = pytest.mark.slow
 
-POLICY = Policy(
+POLICY = PromotionPolicy(
     health_timeout=30.0,
     switch_timeout=10.0,
     bake_seconds=1.5,

@@ -18,11 +18,10 @@ from framework_helpers import (
     unique,
 )
 
-from agentbus.framework import Bus, to_json
+from agentbus.framework import Bus, Service, subscribes, to_json
 from agentbus.framework.context import MessageContext
 from agentbus.framework.deploy.state import DeploymentRecord, DeploymentStore
 from agentbus.framework.errors import DeploymentConflict, NoRespondersError
-from agentbus.framework.service import Service, subscribes
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.subjects import direct_subject
 
@@ -224,3 +223,50 @@ async def test_a_deleted_record_can_be_created_again(bus: Bus) -> None:
     assert again.revision > created.revision
     with pytest.raises(DeploymentConflict):
         await store.delete(component, revision=created.revision)
+
+
+async def test_subscriptions_made_at_run_time_wait_for_the_color_to_serve(
+    start_service: StartService, bus: Bus
+) -> None:
+    """``Service.subscribe`` from ``initialize`` or later: a green instance consumes nothing
+    before it is promoted (hand-built subscriptions used to consume at once)."""
+    early, late = note_interface(), note_interface()
+    component = unique("comp")
+
+    class Router(Service):
+        name = unique("router")
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.heard: list[str] = []
+
+        async def initialize(self) -> None:
+            await self.subscribe(early, self.hear, durable=f"{self.queue_group}__early")
+
+        async def hear(self, event: Note, ctx: MessageContext) -> None:
+            self.heard.append(event.text)
+
+    store = await DeploymentStore.open(bus.js)
+    now = await store.put(component, record("blue"), revision=None)
+    green = await start_service(
+        Router, instance="g1", settings={"deploy_color": "green", "deploy_component": component}
+    )
+    second = await green.subscribe(late, green.hear, durable=f"{green.queue_group}__late")
+    again = await green.subscribe(late, green.hear, durable=f"{green.queue_group}__late2")
+    assert not second.consuming
+    assert not again.consuming
+
+    await bus.publish(early, Note(text="early, before promotion"))
+    await bus.publish(late, Note(text="late, before promotion"))
+    await asyncio.sleep(0.5)
+    assert green.heard == [], "a green instance consumed events before it was promoted"
+
+    await store.put(component, record("green"), revision=now.revision)
+    await eventually(lambda: second.consuming, what="the run-time subscription to start")
+    await second.start()  # a started subscription: starting it again changes nothing
+    await bus.publish(early, Note(text="early"))
+    await bus.publish(late, Note(text="late"))
+    await eventually(
+        lambda: sorted(green.heard) == ["early", "late", "late"],
+        what="both run-time subscriptions consuming once green serves",
+    )

@@ -20,6 +20,7 @@ from framework_helpers import (
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
+from agentbus.framework import Service, handles, subscribes
 from agentbus.framework.bus import Bus
 from agentbus.framework.context import MessageContext
 from agentbus.framework.events import (
@@ -31,7 +32,6 @@ from agentbus.framework.events import (
     backoff,
 )
 from agentbus.framework.jetstream import DEAD_LETTER
-from agentbus.framework.service import Service, handles, subscribes
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.message import BusMessage
 from agentbus.interfaces.metadata import MSG_ID, Metadata, Source

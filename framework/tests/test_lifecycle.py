@@ -18,11 +18,11 @@ from framework_helpers import (
     unique,
 )
 
+from agentbus.framework import Service, handles, subscribes
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import ConfigError, NoRespondersError, NotConnectedError
-from agentbus.framework.service import Service, handles, subscribes
 
 
 async def test_stop_soon_after_start_never_hangs(settings: Settings, bus: Bus) -> None:

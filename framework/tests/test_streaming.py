@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from framework_helpers import eventually, unique
 
+from agentbus.framework import Service, streams
 from agentbus.framework.bus import Bus
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import RequestTimeoutError
-from agentbus.framework.service import Service, streams
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.message import BusMessage, Interface, stream_interface
 

@@ -24,8 +24,7 @@ from docker_helpers import (
     wait_for,
 )
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings
+from agentbus.framework import Bus, Settings
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_GET,
     WORKFLOWS_START,

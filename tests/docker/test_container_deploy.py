@@ -31,16 +31,16 @@ from deploy_helpers import (
 from docker_helpers import APP_IMAGE, NatsContainer
 from framework_helpers import eventually, unique
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings
-from agentbus.framework.deploy import Outcome, Policy, Promoter, Release
-from agentbus.framework.deploy.docker_backend import LABEL, DockerBackend
+from agentbus.framework import Bus, Settings
+from agentbus.framework.deploy.backends import Release
+from agentbus.framework.deploy.backends.docker import LABEL, DockerBackend
+from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
 from agentbus.interfaces.message import Interface
 from agentbus.interfaces.metadata import Source
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-POLICY = Policy(
+POLICY = PromotionPolicy(
     health_timeout=60.0,
     switch_timeout=15.0,
     bake_seconds=2.0,

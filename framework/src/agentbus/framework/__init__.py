@@ -10,6 +10,7 @@ from agentbus.framework.bus import Bus, resolve_nats_url
 from agentbus.framework.chunk_stream import ChunkStream
 from agentbus.framework.config import Settings, load_toml, redact_url
 from agentbus.framework.context import MessageContext
+from agentbus.framework.declarations import handles, streams, subscribes
 from agentbus.framework.embedded import EmbeddedNats
 from agentbus.framework.errors import (
     BusError,
@@ -35,7 +36,7 @@ from agentbus.framework.jetstream import (
 )
 from agentbus.framework.metrics import LATENCY_BUCKETS
 from agentbus.framework.runner import load_service, run, serve
-from agentbus.framework.service import Service, handles, streams, subscribes
+from agentbus.framework.service import Service
 from agentbus.framework.wire import error_from, to_json
 
 __all__ = [

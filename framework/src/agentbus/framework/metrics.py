@@ -1,7 +1,7 @@
 """Prometheus metrics of one service, on its own registry and HTTP port.
 
 Each service owns a ``CollectorRegistry`` (not the global one), so several
-services in one process (tests, ``agentbus up --in-process``) never collide.
+services in one process (tests, benchmarks, an embedding application) never collide.
 Label children are bound once per endpoint: ``labels()`` is too slow for the
 request path.
 """

@@ -20,11 +20,11 @@ from rich.table import Table
 from agentbus.framework.bus import Bus, resolve_nats_url
 from agentbus.framework.cli.common import Options, console, options, parse_json, run, with_bus
 from agentbus.framework.config import Settings
-from agentbus.framework.deploy.backend import Backend, Release, backend_for
+from agentbus.framework.deploy.backends import Backend, Release, backend_for
 from agentbus.framework.deploy.probe import SmokeRequest
-from agentbus.framework.deploy.promote import Outcome, Policy, Promoter
+from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
 from agentbus.framework.deploy.roles import SERVING_KEY
-from agentbus.framework.deploy.state import DeploymentRecord, DeploymentStore, Slot
+from agentbus.framework.deploy.state import DeployedVersion, DeploymentRecord, DeploymentStore
 from agentbus.framework.errors import BusError, ConfigError, NotConnectedError
 from agentbus.framework.supervisor import ClusterFile, ServiceSection
 
@@ -117,27 +117,28 @@ def _backend(settings: Settings, repo: Path, file: Path, python_paths: list[str]
 
 def _recorded_backend(record: DeploymentRecord) -> str | None:
     """The backend that runs (or ran) the record's versions, as its runtime says."""
-    for slot in (record, record.previous):
-        if slot is not None and slot.runtime and slot.runtime.get("backend") in ("local", "docker"):
-            return str(slot.runtime["backend"])
+    for deployed in (record, record.previous):
+        runtime = deployed.runtime if deployed is not None else None
+        if runtime and runtime.get("backend") in ("local", "docker"):
+            return str(runtime["backend"])
     return None
 
 
-def _slot_row(table: Table, role: str, slot: Slot, live: dict[str, str]) -> None:
+def _version_row(table: Table, role: str, version: DeployedVersion, live: dict[str, str]) -> None:
     table.add_row(
         role,
-        slot.version,
-        slot.color,
-        slot.commit[:12],
-        "\n".join(f"{i} ({live.get(i, 'stopped')})" for i in slot.instances) or "-",
+        version.version,
+        version.color,
+        version.commit[:12],
+        "\n".join(f"{i} ({live.get(i, 'stopped')})" for i in version.instances) or "-",
     )
 
 
-async def _live(bus: Bus, slot: Slot) -> dict[str, str]:
+async def _live(bus: Bus, version: DeployedVersion) -> dict[str, str]:
     found: dict[str, str] = {}
-    for instance in slot.instances:
+    for instance in version.instances:
         try:
-            msg = await bus.request_raw(f"$SRV.PING.{slot.service}.{instance}", b"", timeout=0.5)
+            msg = await bus.request_raw(f"$SRV.PING.{version.service}.{instance}", b"", timeout=0.5)
         except BusError:
             continue
         serving = (json.loads(msg.data).get("metadata") or {}).get(SERVING_KEY) == "true"
@@ -173,9 +174,9 @@ def status(
         f"{', '.join(sorted(record.serving_colors()))}, updated {record.updated_at}"
     )
     table = Table("role", "version", "color", "commit", "instances")
-    _slot_row(table, "active", record, live)
+    _version_row(table, "active", record, live)
     if record.previous is not None:
-        _slot_row(table, "previous", record.previous, live)
+        _version_row(table, "previous", record.previous, live)
     console.print(table)
 
 
@@ -243,7 +244,7 @@ def promote(
         replicas=replicas or (section.replicas if section else 1),
         env=section.env if section else {},
     )
-    policy = Policy(
+    policy = PromotionPolicy(
         health_timeout=health_timeout,
         bake_seconds=bake,
         max_error_rate_increase=max_error_increase,

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from agentbus.framework.bus import Bus
-from agentbus.framework.deploy.backend import Backend, Release, Running
+from agentbus.framework.deploy.backends import Backend, Release, Running
 from agentbus.framework.deploy.probe import Counts, Probe, SmokeRequest
 from agentbus.framework.deploy.state import (
     Color,
+    DeployedVersion,
     DeploymentRecord,
     DeploymentStore,
-    Slot,
     Versioned,
     other,
 )
@@ -51,7 +51,7 @@ Log = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class PromotionPolicy:
     """Timeouts, the bake window and the regression threshold."""
 
     health_timeout: float = 30.0
@@ -93,7 +93,7 @@ async def promote(
     release: Release,
     *,
     smoke: Sequence[SmokeRequest] = (),
-    policy: Policy | None = None,
+    policy: PromotionPolicy | None = None,
     progress: Log | None = None,
 ) -> PromotionResult:
     """Deploy ``release`` blue/green; return once promoted (bake passed), rejected or rolled back.
@@ -109,7 +109,7 @@ async def rollback(
     backend: Backend,
     component: str,
     *,
-    policy: Policy | None = None,
+    policy: PromotionPolicy | None = None,
     env: Mapping[str, str] | None = None,
     progress: Log | None = None,
 ) -> DeploymentRecord:
@@ -124,14 +124,14 @@ class Promoter:
         self,
         bus: Bus,
         backend: Backend,
-        policy: Policy | None = None,
+        policy: PromotionPolicy | None = None,
         *,
         progress: Log | None = None,
     ) -> None:
         self.bus = bus
         self.probe = Probe(bus)
         self.backend = backend
-        self.policy = policy or Policy()
+        self.policy = policy or PromotionPolicy()
         self._progress = progress or log.info
 
     def say(self, line: str) -> None:
@@ -217,7 +217,7 @@ class Promoter:
             runtime=running.runtime,
             serving=serving,
             previous=(
-                active.slot().model_copy(
+                active.deployed_version().model_copy(
                     update={"service": active.service or running.release.service_name}
                 )
                 if active is not None
@@ -246,20 +246,22 @@ class Promoter:
         store: DeploymentStore,
         flipped: Versioned,
         running: Running,
-        blue: DeploymentRecord,
+        outgoing: DeploymentRecord,
         result: PromotionResult,
         start: Counts,
     ) -> PromotionResult:
         component = running.release.component
-        blue = blue.model_copy(update={"service": blue.service or running.release.service_name})
+        service = outgoing.service or running.release.service_name
+        outgoing = outgoing.model_copy(update={"service": service})
         only_new = flipped.record.model_copy(update={"serving": (running.color,)})
         now = await store.put(component, only_new, revision=flipped.revision)
         try:
-            await self._wait_serving(blue.service, blue.instances, serving=False)
+            await self._wait_serving(outgoing.service, outgoing.instances, serving=False)
         except DeployError as exc:  # it still serves beside the new one: harmless, go on
             self.say(f"warning: {exc}")
         self.say(
-            f"{blue.color} {blue.version} left (drained); baking {self.policy.bake_seconds:g}s"
+            f"{outgoing.color} {outgoing.version} left (drained); "
+            f"baking {self.policy.bake_seconds:g}s"
         )
         verdict, observed = await self._bake(store, now, running, result.baseline, start)
         result = replace(result, observed=observed)
@@ -268,16 +270,16 @@ class Promoter:
                 result, outcome=Outcome.SUPERSEDED, reason="the record changed during the bake"
             )
         if verdict is not None:
-            self.say(f"regression: {verdict}; rolling back to {blue.color} {blue.version}")
+            self.say(f"regression: {verdict}; rolling back to {outgoing.color} {outgoing.version}")
             record = await self._rollback_flip(store, component, now, verdict)
             return replace(result, outcome=Outcome.ROLLED_BACK, reason=verdict, record=record)
         self.say(
-            f"bake passed ({observed.errors}/{observed.requests} errors); stopping {blue.color}"
+            f"bake passed ({observed.errors}/{observed.requests} errors); stopping {outgoing.color}"
         )
-        if blue.runtime:
-            await self.backend.stop(blue.runtime, grace=self.policy.stop_grace)
+        if outgoing.runtime:
+            await self.backend.stop(outgoing.runtime, grace=self.policy.stop_grace)
         retired = now.record.model_copy(
-            update={"previous": blue.slot().model_copy(update={"runtime": None})}
+            update={"previous": outgoing.deployed_version().model_copy(update={"runtime": None})}
         )
         final = await store.put(component, retired, revision=now.revision)
         return replace(result, record=final.record)
@@ -342,12 +344,12 @@ class Promoter:
         self.say(f"rolling {component} back to {previous.version}")
         return await self._rollback_flip(store, component, current, "manual rollback")
 
-    async def _answers(self, slot: Slot) -> bool:
-        if not slot.runtime or not await self.backend.alive(slot.runtime):
+    async def _answers(self, deployed: DeployedVersion) -> bool:
+        if not deployed.runtime or not await self.backend.alive(deployed.runtime):
             return False
         try:
-            for instance in slot.instances:
-                await self.probe.ping(slot.service, instance, timeout=1.0)
+            for instance in deployed.instances:
+                await self.probe.ping(deployed.service, instance, timeout=1.0)
         except DeployError:
             return False
         return True
@@ -357,7 +359,7 @@ class Promoter:
         store: DeploymentStore,
         component: str,
         current: Versioned,
-        previous: Slot,
+        previous: DeployedVersion,
         env: Mapping[str, str],
     ) -> Versioned:
         active = current.record
@@ -375,7 +377,7 @@ class Promoter:
         running = await self.backend.start(release, color)
         try:
             await self._wait_healthy(release.service_name, running)
-            restarted = Slot(
+            restarted = DeployedVersion(
                 version=previous.version,
                 commit=running.commit,
                 color=color,
@@ -405,7 +407,7 @@ class Promoter:
         record = DeploymentRecord(
             **back.model_dump(),
             serving=(current.color, back.color),
-            previous=current.slot(),
+            previous=current.deployed_version(),
         )
         versioned = await store.put(component, record, revision=now.revision)
         await self._wait_serving(back.service, back.instances, serving=True)
@@ -416,7 +418,7 @@ class Promoter:
         if current.runtime:
             await self.backend.stop(current.runtime, grace=self.policy.stop_grace)
         retired = only_back.model_copy(
-            update={"previous": current.slot().model_copy(update={"runtime": None})}
+            update={"previous": current.deployed_version().model_copy(update={"runtime": None})}
         )
         final = await store.put(component, retired, revision=versioned.revision)
         self.say(f"rolled back to {back.color} {back.version} ({reason})")

@@ -47,7 +47,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class Slot(BaseModel):
+class DeployedVersion(BaseModel):
     """One version of a component, running (or once run) under one color."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -63,20 +63,21 @@ class Slot(BaseModel):
     )
 
 
-class DeploymentRecord(Slot):
-    """The value at key ``<component>``: the active slot, the one before it, who serves."""
+class DeploymentRecord(DeployedVersion):
+    """The value at key ``<component>``: the active version, the one before it, who serves."""
 
     component: str = ""
     serving: tuple[Color, ...] | None = None
-    previous: Slot | None = None
+    previous: DeployedVersion | None = None
     updated_at: str = Field(default_factory=now_iso)
 
     def serving_colors(self) -> frozenset[Color]:
         return frozenset(self.serving if self.serving is not None else (self.color,))
 
-    def slot(self) -> Slot:
-        """The active slot alone (what becomes ``previous`` after the next flip)."""
-        return Slot.model_validate(self.model_dump(include=set(Slot.model_fields)))
+    def deployed_version(self) -> DeployedVersion:
+        """The active version alone (what becomes ``previous`` after the next flip)."""
+        fields = set(DeployedVersion.model_fields)
+        return DeployedVersion.model_validate(self.model_dump(include=fields))
 
 
 @dataclass(frozen=True, slots=True)

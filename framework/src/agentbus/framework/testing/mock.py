@@ -25,7 +25,8 @@ from typing import Any
 
 from agentbus.framework.config import Settings
 from agentbus.framework.context import MessageContext
-from agentbus.framework.service import Declaration, EndpointSpec, Service, SubscriptionSpec
+from agentbus.framework.declarations import Declaration, EndpointSpec, SubscriptionSpec
+from agentbus.framework.service import Service
 from agentbus.interfaces.message import BusMessage, Interface, InterfaceKind
 
 Answer = BusMessage | list[BusMessage] | Callable[..., Any]

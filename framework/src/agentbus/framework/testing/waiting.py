@@ -31,7 +31,7 @@ async def eventually(
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
-            error, result = exc, None  # type: ignore[assignment]
+            error, result = exc, None
         if result:
             return result
         if time.monotonic() >= deadline:

@@ -194,7 +194,9 @@ class StepFinished(BusMessage):
     duration_ms: float
 
 
-class TextDelta(BusMessage):
+class RunTextDelta(BusMessage):
+    """Text the model produced in a run step (not the model stream's ``TextDelta``)."""
+
     kind: Literal["text"] = "text"
     index: int = Field(description="The model step the text belongs to.")
     text: str
@@ -208,7 +210,9 @@ class ToolCalled(BusMessage):
     arguments: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-class ToolResult(BusMessage):
+class RunToolResult(BusMessage):
+    """A tool call's result as the run reports it."""
+
     kind: Literal["tool_result"] = "tool_result"
     index: int
     tool_call_id: str
@@ -233,9 +237,9 @@ RunEventBody = Annotated[
     | RunResumed
     | StepStarted
     | StepFinished
-    | TextDelta
+    | RunTextDelta
     | ToolCalled
-    | ToolResult
+    | RunToolResult
     | WaitingApproval
     | RunEnded,
     Field(discriminator="kind"),

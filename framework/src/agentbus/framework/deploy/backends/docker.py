@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentbus.framework.deploy.backend import Backend, Release, Running
+from agentbus.framework.deploy.backends.base import Backend, Release, Running
 from agentbus.framework.deploy.state import Color
 from agentbus.framework.errors import ConfigError, DeployError
 

@@ -1,11 +1,11 @@
-"""Backends run one version of a component under one color, and stop it.
+"""The process backend: each version runs as ``agentbus serve`` processes from a git worktree.
 
 :class:`LocalBackend` checks the commit out into a git worktree of its own and
 runs ``python -m agentbus.framework.cli serve <target>`` processes there, with
 the deploy color and component in their environment. The processes outlive the
 command that started them (``agentbus deploy promote`` returns, the version keeps
 serving); what is needed to stop them later goes into the deployments record as
-``runtime``. A container backend implements the same two methods.
+``runtime``.
 """
 
 from __future__ import annotations
@@ -18,111 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentbus.framework.config import Settings
+from agentbus.framework.deploy.backends.base import Backend, Release, Running
 from agentbus.framework.deploy.state import Color
-from agentbus.framework.errors import ConfigError, DeployError
-from agentbus.interfaces.subjects import token
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """What to deploy: a component's service at one commit."""
-
-    component: str
-    target: str
-    """``module:Class`` of the service, importable from the checkout."""
-    commit: str
-    """A commit, tag or branch; backends resolve it to a full sha."""
-    version: str = ""
-    """Shown in status; default: the short sha."""
-    service: str = ""
-    """The service's ``name`` (its ``$SRV`` name); default: the component."""
-    replicas: int = 1
-    env: Mapping[str, str] = field(default_factory=dict)
-    site: Path | None = None
-    """A folder of this version's own installed dependencies, on its import path after the
-    checkout's ``python_paths`` (``pip install --target``)."""
-
-    def __post_init__(self) -> None:
-        token(self.component)
-        if ":" not in self.target:
-            raise ConfigError(f"target {self.target!r} must look like 'package.module:ClassName'")
-        if self.replicas < 1:
-            raise ConfigError(f"replicas must be at least 1, got {self.replicas}")
-
-    @property
-    def service_name(self) -> str:
-        return self.service or self.component
-
-
-@dataclass(frozen=True, slots=True)
-class Running:
-    """A started version: its resolved commit, its instances and backend-specific data."""
-
-    release: Release
-    color: Color
-    commit: str
-    instances: tuple[str, ...]
-    runtime: dict[str, Any]
-
-    @property
-    def version(self) -> str:
-        return self.release.version or self.commit[:12]
-
-
-class Backend(ABC):
-    """Starts a version of a component under a color, and stops a started one."""
-
-    @abstractmethod
-    async def start(self, release: Release, color: Color) -> Running:
-        """Start ``release.replicas`` instances; return once they are launched (not healthy)."""
-
-    @abstractmethod
-    async def stop(self, runtime: Mapping[str, Any], *, grace: float = 10.0) -> None:
-        """Stop what a :class:`Running` ``runtime`` describes: SIGTERM (drain), then kill."""
-
-    async def alive(self, runtime: Mapping[str, Any]) -> bool:
-        """Whether every instance is still running (a backend may not know: ``True``)."""
-        return True
-
-    @abstractmethod
-    async def stop_started(self, *, grace: float = 10.0) -> None:
-        """Stop every instance this backend object started that still runs (shutdown, tests).
-
-        Deployed versions outlive their deployer; this is for owners that must not."""
-
-
-def backend_for(
-    settings: Settings,
-    repo: Path,
-    *,
-    nats_url: str,
-    python_paths: Sequence[str],
-    env: Mapping[str, str] | None = None,
-) -> Backend:
-    """The backend ``settings.deploy_backend`` names, for the checkout at ``repo``.
-
-    ``nats_url`` is the deployer's own; containers use ``settings.deploy_nats_url`` when set."""
-    if settings.deploy_backend == "docker":
-        from agentbus.framework.deploy.docker_backend import DockerBackend
-
-        return DockerBackend(
-            repo,
-            nats_url=settings.deploy_nats_url or nats_url,
-            runtime_image=settings.deploy_image,
-            network=settings.deploy_network,
-            python_paths=python_paths,
-            env=env,
-        )
-    return LocalBackend(
-        repo, nats_url=nats_url, data_dir=settings.data_dir, python_paths=python_paths, env=env
-    )
+from agentbus.framework.errors import DeployError
 
 
 def _git(repo: Path, *args: str) -> str:

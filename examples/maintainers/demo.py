@@ -38,20 +38,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import git
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError
 
-from agentbus.framework import Bus, BusError, ConfigError, Settings, load_service
-from agentbus.framework.cli.discover import services
-from agentbus.framework.config import redact_url
-from agentbus.framework.deploy.docker_backend import LABEL, DockerBackend
-from agentbus.framework.jetstream import EVENTS, key_value
+from agentbus.framework import (
+    EVENTS,
+    Bus,
+    BusError,
+    ConfigError,
+    Settings,
+    load_service,
+    redact_url,
+)
+from agentbus.framework.cli import services
+from agentbus.framework.deploy import DeploymentStore
+from agentbus.framework.deploy.backends.docker import LABEL, DockerBackend
 from agentbus.interfaces import Source
 from agentbus.interfaces.catalog.maintenance import (
     DEPENDENCY_UPDATED,
@@ -62,8 +67,8 @@ from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChang
 from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.context import ComponentContext
+from agentbus.maintainer.deployers import BlueGreenDeployer, current_deployment
 from agentbus.maintainer.errors import ContextError
-from agentbus.maintainer.promote import DEPLOYMENTS_BUCKET, BlueGreenPromoter, current_deployment
 from agentbus.maintainer.testing import sample_repository, uv_environment, wheel_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,9 +238,10 @@ async def cluster_maintainers(settings: Settings) -> list[str]:
     """The components whose maintainers answer ``$SRV.INFO`` in a running cluster."""
     async with Bus(settings, Source("demo", "demo")) as bus:
         found = await services(bus, wait=1.5)
-        kv = await key_value(bus.js, DEPLOYMENTS_BUCKET)
-        with suppress(KeyNotFoundError):  # an earlier run's record: start the sample afresh
-            await kv.delete(SAMPLE)
+        store = await DeploymentStore.open(bus.js)
+        earlier = await store.get(SAMPLE)
+        if earlier is not None:  # an earlier run's record: start the sample afresh
+            await store.delete(SAMPLE, revision=earlier.revision)
     names = {str(info.get("name", "")) for info in found}
     return sorted(n.removeprefix("maintainer-") for n in names if n.startswith("maintainer-"))
 
@@ -300,7 +306,7 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
         with git.Repo(sample.parent) as repo:
             base = repo.head.commit.hexsha
         config = json.loads((sample / "context" / "agent-config.json").read_text())
-        seed = BlueGreenPromoter(
+        seed = BlueGreenDeployer(
             bus, component_dir=sample, service=config["service"], settings=settings
         )
         how = (
@@ -309,7 +315,7 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
             else f"processes from a worktree at {base[:8]}"
         )
         say(f"deploying {SAMPLE} 1.0.0 (blue/green: {how})")
-        running = await seed.promote(SAMPLE, base, "1.0.0")
+        running = await seed.deploy(SAMPLE, base, "1.0.0")
         print(f"{SAMPLE} 1.0.0 is live as {running.color}; sample.greet says {await greet(bus)}")
 
         records: list[MaintainerDecision] = []
@@ -321,8 +327,7 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
             show(record)
             changed.set()
 
-        await bus.nc.subscribe(decision_subject(None), cb=on_decision)
-        await bus.nc.flush()
+        await bus.subscribe_raw(decision_subject(None), on_decision)
 
         say("three broadcasts; every maintainer decides for its own component, in parallel")
         event_ids = []
@@ -357,7 +362,8 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
                 await asyncio.wait_for(changed.wait(), 5)
             except TimeoutError:
                 continue
-        deployment = await current_deployment(bus, SAMPLE)
+        record = await current_deployment(bus, SAMPLE)
+        deployment = record.model_dump(mode="json") if record is not None else None
         print(f"\nsample.greet now says {await greet(bus)}")
         # The deployed processes outlive the cluster (as deployments do): stop them here.
         for slot in (deployment or {}, (deployment or {}).get("previous") or {}):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from maintainer_helpers import MakeSample, StartMaintainer
 
-from agentbus.framework.config import Settings
+from agentbus.framework import Bus
+from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.metadata import new_id
-from agentbus.maintainer.promote import KVPromoter, Promoter
+from agentbus.maintainer.deployers import Deployer, PointerDeployer
 from agentbus.maintainer.service import Maintainer
 from agentbus.maintainer.testing import sample_repository, uv_environment, wheel_folder
 
@@ -43,23 +42,19 @@ def make_sample(tmp_path: Path, offline_uv: dict[str, str]) -> MakeSample:
 
 
 @pytest.fixture
-async def start_maintainer(settings: Settings) -> AsyncIterator[StartMaintainer]:
-    """``await start_maintainer(component_dir, promoter=None, blue_green=False)``: the
-    pointer-only promoter unless ``blue_green`` (a service runs as processes) or ``promoter``
-    say otherwise; stopped at teardown."""
-    started: list[Maintainer] = []
+def start_maintainer(start_service: StartService, bus: Bus) -> StartMaintainer:
+    """``await start_maintainer(component_dir, deployer=None, blue_green=False)``: the
+    pointer-only deployer (on the test's bus) unless ``blue_green`` (a service runs as
+    processes) or ``deployer`` say otherwise; stopped at teardown by ``start_service``."""
 
     async def start(
-        component_dir: Path, *, promoter: Promoter | None = None, blue_green: bool = False
+        component_dir: Path, *, deployer: Deployer | None = None, blue_green: bool = False
     ) -> Maintainer:
-        maintainer = Maintainer(settings, component_dir=component_dir, promoter=promoter)
-        if promoter is None and not blue_green:
-            maintainer.promoter = KVPromoter(maintainer.bus)
-        await maintainer.start()
-        started.append(maintainer)
+        if deployer is None and not blue_green:
+            deployer = PointerDeployer(bus)
+        maintainer: Maintainer = await start_service(
+            Maintainer, component_dir=component_dir, deployer=deployer
+        )
         return maintainer
 
-    yield start
-    for maintainer in reversed(started):
-        with contextlib.suppress(Exception):
-            await maintainer.stop()
+    return start

@@ -12,7 +12,7 @@ import git
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from agentbus.framework.bus import Bus
+from agentbus.framework import Bus
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.escalations import EscalationStore
@@ -21,7 +21,7 @@ from agentbus.maintainer.service import Maintainer
 MakeSample = Callable[..., Path]
 """``make_sample(autonomy=None)``: a uniquely named sample component in its own repo."""
 StartMaintainer = Callable[..., Coroutine[Any, Any, Maintainer]]
-"""``await start_maintainer(component_dir, promoter=None, blue_green=False)``."""
+"""``await start_maintainer(component_dir, deployer=None, blue_green=False)``."""
 
 
 class Decisions:
@@ -40,8 +40,7 @@ class Decisions:
             collector.seen.append(MaintainerDecision.model_validate_json(msg.data))
             collector._changed.set()
 
-        collector._subscription = await bus.nc.subscribe(decision_subject(component), cb=on_message)
-        await bus.nc.flush()
+        collector._subscription = await bus.subscribe_raw(decision_subject(component), on_message)
         return collector
 
     async def wait_for(

@@ -8,8 +8,7 @@ from typing import Any
 
 from maintainer_helpers import Decisions, MakeSample, StartMaintainer, escalation_in
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings
+from agentbus.framework import Bus, Settings
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.model_gateway.testing import FakeModelGateway

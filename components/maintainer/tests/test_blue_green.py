@@ -12,12 +12,11 @@ import git
 import pytest
 from maintainer_helpers import Decisions, MakeSample, StartMaintainer, head
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings
-from agentbus.framework.deploy import Policy
+from agentbus.framework import Bus, Settings
+from agentbus.framework.deploy.promote import PromotionPolicy
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
 from agentbus.interfaces.metadata import new_id
-from agentbus.maintainer.promote import BlueGreenPromoter, PromotionRejected, current_deployment
+from agentbus.maintainer.deployers import BlueGreenDeployer, PromotionRejected, current_deployment
 
 ROOT = Path(__file__).resolve().parents[3]
 HELLO = ROOT / "examples" / "hello" / "hello_service.py"
@@ -44,27 +43,29 @@ async def test_blue_green_promotes_a_running_service_and_rejects_a_broken_one(
         broken = commit_all(repo, "hello 1.0.2, broken")
 
     name = f"hello-{new_id()[:6]}"
-    promoter = BlueGreenPromoter(
+    deployer = BlueGreenDeployer(
         bus,
         component_dir=component,
         service={"target": "hello_service:HelloService", "name": "hello", "python_paths": ["."]},
         settings=settings,
-        policy=Policy(health_timeout=20, bake_seconds=0.5, check_interval=0.25, stop_grace=2),
+        policy=PromotionPolicy(
+            health_timeout=20, bake_seconds=0.5, check_interval=0.25, stop_grace=2
+        ),
     )
     try:
-        blue = await promoter.promote(name, first, "1.0.0")
+        blue = await deployer.deploy(name, first, "1.0.0")
         assert (blue.color, blue.previous) == ("blue", None)
-        green = await promoter.promote(name, second, "1.0.1")
+        green = await deployer.deploy(name, second, "1.0.1")
         assert green.color == "green"
         assert green.previous == {"version": "1.0.0", "commit": first, "color": "blue"}
 
         with pytest.raises(PromotionRejected, match="rejected"):
-            await promoter.promote(name, broken, "1.0.2")
+            await deployer.deploy(name, broken, "1.0.2")
         live = await current_deployment(bus, name)
         assert live is not None
-        assert (live["version"], live["commit"], live["color"]) == ("1.0.1", second, "green")
+        assert (live.version, live.commit, live.color) == ("1.0.1", second, "green")
     finally:
-        await promoter.backend.stop_started(grace=2)
+        await deployer.backend.stop_started(grace=2)
 
 
 async def greet(bus: Bus) -> dict[str, str]:
@@ -80,17 +81,17 @@ async def test_a_patch_update_is_promoted_blue_green_as_running_processes(
     component = make_sample(service=True)
     name = component.name
     config = json.loads((component / "context" / "agent-config.json").read_text())
-    seed = BlueGreenPromoter(
+    seed = BlueGreenDeployer(
         bus, component_dir=component, service=config["service"], settings=settings
     )
     maintainer = None
     try:
-        live = await seed.promote(name, head(component), "1.0.0")
+        live = await seed.deploy(name, head(component), "1.0.0")
         assert live.color == "blue"
         assert await greet(bus) == {"greeting": "Hello, Ada!", "version": "1.0.0"}
         decisions = await Decisions.watch(bus, name)
         maintainer = await start_maintainer(component, blue_green=True)
-        assert isinstance(maintainer.promoter, BlueGreenPromoter)
+        assert isinstance(maintainer.deployer, BlueGreenDeployer)
 
         await bus.publish(
             DEPENDENCY_UPDATED,
@@ -104,9 +105,10 @@ async def test_a_patch_update_is_promoted_blue_green_as_running_processes(
         assert await greet(bus) == {"greeting": "Hello, Ada!", "version": "1.0.1"}
         record = await current_deployment(bus, name)
         assert record is not None
-        assert record["serving"] == ["green"]
-        assert record["previous"]["runtime"] is None  # the bake passed: blue was stopped
+        assert record.serving == ("green",)
+        assert record.previous is not None
+        assert record.previous.runtime is None  # the bake passed: blue was stopped
     finally:
         if maintainer is not None:
-            await maintainer.promoter.backend.stop_started(grace=2)  # type: ignore[attr-defined]
+            await maintainer.deployer.backend.stop_started(grace=2)  # type: ignore[attr-defined]
         await seed.backend.stop_started(grace=2)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentbus.framework.bus import Bus
+from agentbus.framework import Bus
 from agentbus.framework.jetstream import declare_all
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
 from agentbus.interfaces.metadata import new_id

@@ -12,10 +12,7 @@ from pathlib import Path
 
 from maintainer_helpers import Decisions, MakeSample, StartMaintainer, escalation_in, wait_until
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings
-from agentbus.framework.context import MessageContext
-from agentbus.framework.service import Service, handles
+from agentbus.framework import Bus, MessageContext, Service, Settings, handles
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_GET,
@@ -26,8 +23,8 @@ from agentbus.interfaces.catalog.workflows import (
     StartReply,
     StartRequest,
 )
+from agentbus.maintainer.deployers import current_deployment
 from agentbus.maintainer.escalations import EscalationStore
-from agentbus.maintainer.promote import current_deployment
 from agentbus.model_gateway.testing import FakeModelGateway
 
 NEW_MODULE = '"""Reads model.catalog 2.0.0."""\n\nCATALOG_VERSION = "2.0.0"\n'
@@ -103,4 +100,4 @@ async def test_an_approved_breaking_change_runs_a_code_change_workflow_then_prom
     assert (component / "src" / "sample_greeter" / "catalog_v2.py").read_text() == NEW_MODULE
     deployment = await current_deployment(bus, name)
     assert deployment is not None
-    assert deployment["version"] == "1.0.1"
+    assert deployment.version == "1.0.1"

@@ -15,12 +15,12 @@ from maintainer_helpers import (
     wait_until,
 )
 
-from agentbus.framework.bus import Bus
+from agentbus.framework import Bus
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.maintainer.context import ComponentContext
+from agentbus.maintainer.deployers import PointerDeployer, current_deployment
 from agentbus.maintainer.escalations import EscalationStore
-from agentbus.maintainer.promote import KVPromoter, current_deployment
 
 
 def dependency(to: str, frm: str = "1.0.0") -> DependencyUpdated:
@@ -33,7 +33,7 @@ async def test_a_patch_update_is_tested_on_both_versions_and_promoted(
     component = make_sample()
     name = component.name
     base = head(component)
-    await KVPromoter(bus).promote(name, base, "1.0.0")  # the running version: blue
+    await PointerDeployer(bus).deploy(name, base, "1.0.0")  # the running version: blue
     decisions = await Decisions.watch(bus, name)
     await start_maintainer(component)
 
@@ -49,16 +49,18 @@ async def test_a_patch_update_is_tested_on_both_versions_and_promoted(
 
     deployment = await current_deployment(bus, name)
     assert deployment is not None
-    assert (deployment["version"], deployment["color"]) == ("1.0.1", "green")
-    assert deployment["previous"] == {"version": "1.0.0", "commit": base, "color": "blue"}
+    assert (deployment.version, deployment.color) == ("1.0.1", "green")
+    previous = deployment.previous
+    assert previous is not None
+    assert (previous.version, previous.commit, previous.color) == ("1.0.0", base, "blue")
     with git.Repo(component.parent) as repo:
-        commit = repo.commit(deployment["commit"])
+        commit = repo.commit(deployment.commit)
         assert "Decision: act (rule: patch or minor update of a dependency)" in commit.message
         assert "PASS_TO_PASS 3, broken 0" in commit.message
         assert commit.parents[0].hexsha == base
         assert not repo.is_dirty(untracked_files=True)
     # fast-forwarded: the component now declares and locks the new version
-    assert head(component) == deployment["commit"]
+    assert head(component) == deployment.commit
     assert '"greetlib==1.0.1"' in (component / "pyproject.toml").read_text()
     assert "greetlib==1.0.1" in (component / "requirements.lock").read_text()
     assert ComponentContext.load(component).version == "1.0.1"
@@ -188,7 +190,7 @@ async def test_propose_autonomy_asks_before_promoting(
     await decisions.wait_for("promoted")
     deployment = await current_deployment(bus, name)
     assert deployment is not None
-    assert deployment["commit"] == escalation.report["commit"]
+    assert deployment.commit == escalation.report["commit"]
 
 
 async def test_observe_autonomy_only_records(
@@ -212,7 +214,7 @@ async def test_within_the_cooldown_a_passing_change_waits_for_approval(
     config = json.loads(path.read_text())
     config["limits"]["cooldown_seconds"] = 3600
     path.write_text(json.dumps(config, indent=2))
-    await KVPromoter(bus).promote(component.name, head(component), "1.0.0")  # just now
+    await PointerDeployer(bus).deploy(component.name, head(component), "1.0.0")  # just now
     decisions = await Decisions.watch(bus, component.name)
     await start_maintainer(component)
 
@@ -222,4 +224,4 @@ async def test_within_the_cooldown_a_passing_change_waits_for_approval(
     assert "cooldown 3600 s" in proposed.reason
     deployment = await current_deployment(bus, component.name)
     assert deployment is not None
-    assert deployment["version"] == "1.0.0"
+    assert deployment.version == "1.0.0"

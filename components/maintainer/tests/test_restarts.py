@@ -13,15 +13,12 @@ from pathlib import Path
 import pytest
 from maintainer_helpers import Decisions, MakeSample, escalation_in, wait_until
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.config import Settings
-from agentbus.framework.embedded import EmbeddedNats
-from agentbus.framework.jetstream import EVENTS
+from agentbus.framework import EVENTS, Bus, EmbeddedNats, Settings
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.interfaces.metadata import Source
+from agentbus.maintainer.deployers import current_deployment
 from agentbus.maintainer.escalations import EscalationStore
-from agentbus.maintainer.promote import current_deployment
 from agentbus.maintainer.service import Maintainer
 
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]

@@ -8,8 +8,7 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from agentbus.framework.bus import Bus, to_json
-from agentbus.framework.jetstream import AUDIT
+from agentbus.framework import AUDIT, Bus, to_json
 from agentbus.interfaces.catalog.maintenance import MaintainerDecision
 from agentbus.interfaces.metadata import MSG_ID, new_id
 from agentbus.interfaces.subjects import AUDIT as AUDIT_PREFIX

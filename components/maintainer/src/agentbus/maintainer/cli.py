@@ -14,11 +14,8 @@ from nats.aio.msg import Msg
 from rich.logging import RichHandler
 from rich.table import Table
 
-from agentbus.framework.bus import Bus, resolve_nats_url
-from agentbus.framework.cli.common import console, options, print_json_lines, run, with_bus
-from agentbus.framework.embedded import EmbeddedNats
-from agentbus.framework.errors import ConfigError
-from agentbus.framework.runner import serve
+from agentbus.framework import Bus, ConfigError, EmbeddedNats, resolve_nats_url, serve
+from agentbus.framework.cli import console, options, print_json_lines, run, with_bus
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
 from agentbus.maintainer.audit import decision_subject, read_decisions
 from agentbus.maintainer.context import ComponentContext
@@ -129,8 +126,7 @@ async def _follow(bus: Bus, component: str | None, as_json: bool) -> None:
             highlight=False,
         )
 
-    await bus.nc.subscribe(decision_subject(component), cb=show)
-    await bus.nc.flush()
+    await bus.subscribe_raw(decision_subject(component), show)
     await asyncio.Event().wait()
 
 

@@ -12,8 +12,7 @@ import json
 import logging
 import re
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.errors import BusError, RemoteError
+from agentbus.framework import Bus, BusError, RemoteError
 from agentbus.interfaces.catalog.model import (
     GENERATE,
     GenerateRequest,

@@ -19,8 +19,7 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from agentbus.framework.bus import Bus, to_json
-from agentbus.framework.jetstream import ESCALATIONS, declare_stream, key_value
+from agentbus.framework import ESCALATIONS, Bus, declare_stream, key_value, to_json
 from agentbus.interfaces.catalog.maintenance import Escalation, EscalationStatus
 from agentbus.interfaces.metadata import MSG_ID
 from agentbus.interfaces.subjects import escalation_subject

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentbus.framework.bus import Bus
-from agentbus.framework.errors import BusError
+from agentbus.framework import Bus, BusError
 from agentbus.interfaces.catalog.maintenance import Escalation
 from agentbus.interfaces.catalog.model import CATALOG, CatalogRequest
 from agentbus.interfaces.catalog.workflows import (

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentbus.framework.config import load_toml, redact_url
 from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
 from agentbus.framework.errors import ConfigError
+from agentbus.interfaces.validation import explain
 
 
 class NatsSection(BaseModel):
@@ -68,9 +69,7 @@ class ClusterFile(BaseModel):
         try:
             cluster = cls.model_validate({**data, "path": path})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+            raise ConfigError(f"{path}: {explain(exc)}") from None
         names = [s.name for s in cluster.service]
         if len(names) != len(set(names)):
             raise ConfigError(f"{path}: service names must be unique, got {names}")

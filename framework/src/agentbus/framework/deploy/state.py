@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentbus.framework.errors import DeployError, DeploymentConflict
 from agentbus.framework.jetstream import DEPLOYMENTS_BUCKET, key_value
 from agentbus.interfaces.subjects import token
+from agentbus.interfaces.validation import explain
 
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's error code when an expected-last-sequence check fails."""
@@ -95,7 +96,7 @@ def parse_record(raw: bytes | None) -> DeploymentRecord | None:
     try:
         return DeploymentRecord.model_validate_json(raw)
     except ValidationError as exc:
-        raise DeployError(f"the deployments record is not valid: {exc.errors()[0]['msg']}") from exc
+        raise DeployError(f"the deployments record is not valid: {explain(exc)}") from exc
 
 
 class DeploymentStore:

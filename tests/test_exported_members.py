@@ -22,6 +22,7 @@ def isort_order(name: str) -> tuple[int, str]:
         "agentbus.framework.cli",
         "agentbus.framework.deploy",
         "agentbus.framework.testing",
+        "agentbus.model_gateway.testing",
         "agentbus.interfaces.catalog",
     ],
 )

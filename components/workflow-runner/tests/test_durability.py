@@ -21,8 +21,7 @@ from runner_helpers import (
     wait_status,
 )
 
-from agentbus.framework import Bus, NoRespondersError, Settings
-from agentbus.framework.embedded import EmbeddedNats
+from agentbus.framework import Bus, EmbeddedNats, NoRespondersError, Settings
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_RESUME,
     WORKFLOWS_START,

@@ -12,7 +12,7 @@ import git
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from agentbus.framework import Bus
+from agentbus.framework import EVENTS, Bus
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.escalations import EscalationStore
@@ -92,6 +92,15 @@ async def wait_until(
 async def escalation_in(bus: Bus, component: str, *statuses: str) -> Escalation | None:
     found = await EscalationStore(bus).list(component, statuses)
     return found[0] if found else None
+
+
+async def consumer_exists(bus: Bus, durable: str) -> bool:
+    """Whether the durable consumer ``durable`` of the events stream exists."""
+    try:
+        await bus.js.consumer_info(EVENTS.name, durable)
+    except Exception:
+        return False
+    return True
 
 
 def head(component: Path) -> str:

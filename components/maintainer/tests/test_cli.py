@@ -14,6 +14,7 @@ from agentbus.framework.jetstream import declare_all
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
 from agentbus.interfaces.metadata import new_id
 from agentbus.maintainer.audit import now, record
+from agentbus.maintainer.deployers import PointerDeployer
 from agentbus.maintainer.escalations import EscalationStore
 from agentbus.maintainer.testing import SAMPLE
 
@@ -119,3 +120,20 @@ async def test_decisions_lists_and_follows(bus: Bus, nats_url: str) -> None:
     finally:
         follow.terminate()
         await follow.wait()
+
+
+async def test_a_pointer_deployment_is_what_deploy_status_shows(bus: Bus, nats_url: str) -> None:
+    component = f"cli-{new_id()[:6]}"
+    deployer = PointerDeployer(bus)
+    await deployer.deploy(component, "a" * 40, "1.0.0")
+    second = await deployer.deploy(component, "b" * 40, "1.0.1")
+    assert (second.color, second.previous) == (
+        "green",
+        {"version": "1.0.0", "commit": "a" * 40, "color": "blue"},
+    )
+
+    shown = agentbus("--nats-url", nats_url, "deploy", "status", component, "--json")
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert (record["version"], record["commit"], record["color"]) == ("1.0.1", "b" * 40, "green")
+    assert (record["previous"]["version"], record["previous"]["color"]) == ("1.0.0", "blue")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-from maintainer_helpers import Decisions, MakeSample
+from maintainer_helpers import Decisions, MakeSample, consumer_exists
 
-from agentbus.framework import EVENTS, Bus
+from agentbus.framework import Bus
 from agentbus.framework.deploy import DeploymentRecord, DeploymentStore
 from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
@@ -22,14 +22,6 @@ from agentbus.maintainer.service import Maintainer
 
 UNRELATED = DependencyUpdated(package="numpy", from_version="2.0.0", to_version="2.0.1")
 """A monitored event the sample ignores at once (no flow runs)."""
-
-
-async def consumer_exists(bus: Bus, durable: str) -> bool:
-    try:
-        await bus.js.consumer_info(EVENTS.name, durable)
-    except Exception:
-        return False
-    return True
 
 
 async def test_a_maintainer_with_a_deploy_color_consumes_only_once_that_color_is_promoted(

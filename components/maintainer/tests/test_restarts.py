@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from maintainer_helpers import Decisions, MakeSample, escalation_in, wait_until
+from maintainer_helpers import Decisions, MakeSample, consumer_exists, escalation_in, wait_until
 
-from agentbus.framework import EVENTS, Bus, EmbeddedNats, Settings
+from agentbus.framework import Bus, EmbeddedNats, Settings
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.interfaces.metadata import Source
@@ -56,14 +56,6 @@ def start_process(url: str, component: Path, log: Path) -> subprocess.Popen[byte
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
-
-
-async def consumer_exists(bus: Bus, durable: str) -> bool:
-    try:
-        await bus.js.consumer_info(EVENTS.name, durable)
-    except Exception:
-        return False
-    return True
 
 
 @pytest.mark.slow

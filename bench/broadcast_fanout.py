@@ -78,8 +78,7 @@ async def one_round(settings: Settings, folder: Path, count: int, tag: str) -> f
                     if decided == names:
                         all_in.set()
 
-            await bus.nc.subscribe(decision_subject(None), cb=on_decision)
-            await bus.nc.flush()
+            await bus.subscribe_raw(decision_subject(None), on_decision)
             started = time.perf_counter()
             await bus.publish(
                 INTERFACE_CHANGED,

@@ -218,7 +218,7 @@ async def measure(
         with processes(server.url, Path(tmp), turns, replicas):
             async with Bus(settings, Source("bench", "client")) as bus:
                 finished = Finished()
-                await bus.nc.subscribe("agentbus.runs.*.events", cb=finished.on_event)
+                await bus.subscribe_raw("agentbus.runs.*.events", finished.on_event)
                 for _ in range(400):  # until the runner and the fake services answer
                     try:
                         await asyncio.wait_for(one_run(bus, finished, input_data), 2)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from cli_helpers import agentbus, cli_env
 
-from agentbus.framework import Bus
-from agentbus.framework.jetstream import declare_all
+from agentbus.framework import Bus, declare_all
 from agentbus.interfaces.catalog.system import InterfaceChanged
 
 V1 = """

@@ -46,8 +46,7 @@ async def broadcast(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-        await bus.nc.subscribe(decision_subject(None), cb=on_decision)
-        await bus.nc.flush()
+        await bus.subscribe_raw(decision_subject(None), on_decision)
         if args.kind == "interface-change":
             interface = INTERFACE_CHANGED
             message: InterfaceChanged | DependencyUpdated = InterfaceChanged(

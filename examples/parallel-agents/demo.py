@@ -51,8 +51,7 @@ async def run(settings: Settings) -> tuple[float, float]:
                 if len(decided) == len(thinking):
                     everyone.set()
 
-            await bus.nc.subscribe(decision_subject(None), cb=on_decision)
-            await bus.nc.flush()
+            await bus.subscribe_raw(decision_subject(None), on_decision)
             print("architect AI broadcasts: InterfaceChanged(user.management 1.0.0 -> 1.1.0)")
             started = time.perf_counter()
             await bus.publish(

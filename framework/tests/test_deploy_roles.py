@@ -270,3 +270,20 @@ async def test_subscriptions_made_at_run_time_wait_for_the_color_to_serve(
         lambda: sorted(green.heard) == ["early", "late", "late"],
         what="both run-time subscriptions consuming once green serves",
     )
+
+
+async def test_a_pointer_only_promotion_flips_the_color_and_keeps_the_previous(bus: Bus) -> None:
+    store = await DeploymentStore.open(bus.js)
+    component = unique("comp")
+
+    first = await store.point(component, version="1.0.0", commit="a" * 40)
+    second = await store.point(component, version="1.0.1", commit="b" * 40)
+
+    assert (first.record.color, first.record.previous) == ("blue", None)
+    assert second.record.color == "green"
+    assert second.record.previous is not None
+    assert (second.record.previous.version, second.record.previous.color) == ("1.0.0", "blue")
+    current = await store.get(component)
+    assert current is not None
+    assert current.revision == second.revision
+    assert current.record.serving_colors() == {"green"}

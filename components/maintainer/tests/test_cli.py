@@ -9,8 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentbus.framework import Bus
-from agentbus.framework.jetstream import declare_all
+from agentbus.framework import Bus, declare_all
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
 from agentbus.interfaces.metadata import new_id
 from agentbus.maintainer.audit import now, record

@@ -21,12 +21,11 @@ from typing import Any, Protocol
 
 from git import Git, GitCommandError
 
-from agentbus.framework import Bus, DeployError, Settings
+from agentbus.framework import Bus, Settings
 from agentbus.framework.deploy import DeployedVersion, DeploymentRecord, DeploymentStore
 from agentbus.framework.deploy.backends import Backend, Release, backend_for
 from agentbus.framework.deploy.promote import Outcome, PromotionPolicy
 from agentbus.framework.deploy.promote import promote as blue_green
-from agentbus.framework.deploy.state import other
 from agentbus.maintainer.context import ComponentContext
 from agentbus.maintainer.errors import MaintainerError
 from agentbus.maintainer.gitwork import open_repo
@@ -92,25 +91,9 @@ class PointerDeployer:
 
     async def deploy(self, component: str, commit: str, version: str) -> Deployed:
         store = await DeploymentStore.open(self._bus.js)
-        for attempt in range(1, self._attempts + 1):
-            current = await store.get(component)
-            active = current.record if current is not None else None
-            record = DeploymentRecord(
-                version=version,
-                commit=commit,
-                color=other(active.color) if active is not None else "blue",
-                previous=active.deployed_version() if active is not None else None,
-            )
-            try:
-                await store.put(
-                    component, record, revision=current.revision if current is not None else None
-                )
-            except DeployError:  # put raises only DeploymentConflict: the revision moved
-                if attempt == self._attempts:
-                    raise  # its message says to check `agentbus deploy status` and retry
-                continue  # someone else promoted in between: read again
-            return Deployed(component, version, commit, record.color, summary(record.previous))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        now = await store.point(component, version=version, commit=commit, attempts=self._attempts)
+        record = now.record
+        return Deployed(component, version, commit, record.color, summary(record.previous))
 
 
 class BlueGreenDeployer:

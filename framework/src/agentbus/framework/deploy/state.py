@@ -137,6 +137,32 @@ class DeploymentStore:
             ) from exc
         return Versioned(record, new_revision)
 
+    async def point(
+        self, component: str, *, version: str, commit: str, attempts: int = 10
+    ) -> Versioned:
+        """Make ``version`` at ``commit`` the active one without running anything: a
+        pointer-only promotion, for components that are not services. It takes the color
+        not active now (blue first) and keeps the active one as ``previous``; a
+        compare-and-set lost to another writer is retried on a fresh read, ``attempts``
+        times in all, then :class:`DeploymentConflict` is raised."""
+        for attempt in range(1, attempts + 1):
+            current = await self.get(component)
+            active = current.record if current is not None else None
+            record = DeploymentRecord(
+                version=version,
+                commit=commit,
+                color=other(active.color) if active is not None else "blue",
+                previous=active.deployed_version() if active is not None else None,
+            )
+            try:
+                return await self.put(
+                    component, record, revision=current.revision if current else None
+                )
+            except DeploymentConflict:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     async def delete(self, component: str, *, revision: int) -> None:
         """Delete the record if it is still at ``revision`` (a first deployment that failed)."""
         try:

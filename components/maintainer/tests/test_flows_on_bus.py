@@ -118,6 +118,28 @@ async def test_a_major_update_escalates_and_approval_resumes_the_update(
     assert "greetlib==2.0.0" in (component / "requirements.lock").read_text()
 
 
+async def test_an_unreadable_escalation_record_does_not_stop_approvals(
+    make_sample: MakeSample, start_maintainer: StartMaintainer, bus: Bus
+) -> None:
+    """The escalations bucket is input: garbage under the component's keys is skipped by the
+    watch and by listings, and an approval still resumes the work."""
+    component = make_sample()
+    name = component.name
+    decisions = await Decisions.watch(bus, name)
+    await start_maintainer(component)
+    kv = await EscalationStore(bus).kv()
+    await kv.put(f"{name}.garbage", b'{"not": "an escalation"}')
+
+    await bus.publish(DEPENDENCY_UPDATED, dependency("2.0.0"))
+    escalation = await wait_until(lambda: escalation_in(bus, name, "open"))
+    assert escalation is not None
+    await kv.put(f"{name}.garbage2", b"\xff not json")
+    await EscalationStore(bus).transition(escalation.id, ["open"], "approved", resolved_by="ada")
+
+    promoted = await decisions.wait_for("promoted")
+    assert promoted.reason.startswith("approved by ada")
+
+
 async def test_a_compatible_interface_change_moves_the_pin_and_promotes(
     make_sample: MakeSample, start_maintainer: StartMaintainer, bus: Bus
 ) -> None:

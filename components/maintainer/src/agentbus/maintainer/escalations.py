@@ -13,19 +13,24 @@ maintainer and of NATS.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from agentbus.framework import ESCALATIONS, Bus, declare_stream, key_value, to_json
 from agentbus.interfaces.catalog.maintenance import Escalation, EscalationStatus
 from agentbus.interfaces.metadata import MSG_ID
 from agentbus.interfaces.subjects import escalation_subject
+from agentbus.interfaces.validation import explain
 from agentbus.maintainer.audit import now
 
 ESCALATIONS_BUCKET = "agentbus_escalations"
+
+log = logging.getLogger("agentbus.maintainer.escalations")
 
 
 class EscalationNotFound(LookupError):
@@ -93,6 +98,9 @@ class EscalationStore:
             try:
                 escalation, _ = await self._get_key(name)
             except EscalationNotFound:
+                continue
+            except ValidationError as exc:  # KV is input: list the readable ones
+                log.warning("skipped the unreadable escalation %s: %s", name, explain(exc))
                 continue
             if wanted is None or escalation.status in wanted:
                 found.append(escalation)

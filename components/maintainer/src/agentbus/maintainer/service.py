@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from nats.js.kv import KeyValue
+from pydantic import ValidationError
 
 from agentbus.framework import ConfigError, MessageContext, Service, Settings
 from agentbus.interfaces.catalog.maintenance import (
@@ -29,6 +31,7 @@ from agentbus.interfaces.catalog.maintenance import (
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.interfaces.message import Interface
 from agentbus.interfaces.subjects import event_subject
+from agentbus.interfaces.validation import explain
 from agentbus.maintainer.audit import record
 from agentbus.maintainer.context import ComponentContext
 from agentbus.maintainer.deployers import Deployer, deployer_for
@@ -36,6 +39,8 @@ from agentbus.maintainer.escalations import EscalationStore
 from agentbus.maintainer.peers import BusPeers, Peers
 from agentbus.maintainer.pipeline import Event, Pipeline
 from agentbus.maintainer.rules import Decision, Facts
+
+log = logging.getLogger("agentbus.maintainer")
 
 COMPONENT_ENV = "AGENTBUS_MAINTAINER_COMPONENT"
 """The component folder, for ``agentbus up`` cluster files (``env = {...}``)."""
@@ -167,7 +172,11 @@ class Maintainer(Service):
             async for entry in watcher:
                 if entry is None or not entry.value or entry.operation is not None:
                     continue
-                escalation = Escalation.model_validate_json(entry.value, extra="ignore")
+                try:
+                    escalation = Escalation.model_validate_json(entry.value, extra="ignore")
+                except ValidationError as exc:  # KV is input: one bad value must not end the watch
+                    log.error("ignored an unreadable escalation %s: %s", entry.key, explain(exc))
+                    continue
                 if escalation.status in ("approved", "resuming") and (
                     escalation.id not in self._resumes
                 ):

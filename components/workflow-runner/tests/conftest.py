@@ -47,7 +47,7 @@ def own_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 @pytest.fixture
 def nats_url(own_nats: EmbeddedNats) -> str:
-    """Overrides the session server of agentbus.framework.testing: one server per test."""
+    """Overrides the session server of agentbus.framework.testing.plugin: one server per test."""
     return own_nats.url
 
 

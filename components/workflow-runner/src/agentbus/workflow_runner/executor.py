@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import nats.errors
@@ -223,40 +224,36 @@ class RunExecutor:
         result: Any = None,
         error: RunError | None = None,
     ) -> None:
-        spent = time.monotonic() - started
-
-        def change(run: RunInfo) -> RunInfo | None:
-            if run.status in TERMINAL:
-                return None
-            return run.model_copy(
-                update={
-                    "status": status,
-                    "result": result,
-                    "error": error,
-                    "elapsed_seconds": round(run.elapsed_seconds + spent, 3),
-                }
-            )
-
-        await self._store.update(run_id, change)
+        await self._settle(
+            run_id, started, lambda run: {"status": status, "result": result, "error": error}
+        )
         await self._events.emit(run_id, RunEnded(kind=status, result=result, error=error))
 
     async def _park(self, run_id: str, suspended: Suspended, started: float) -> None:
+        await self._settle(
+            run_id,
+            started,
+            lambda run: {
+                "status": "waiting_approval",
+                "pending_approvals": suspended.pending,
+                "generation": run.generation + 1,
+            },
+        )
+        await self._events.emit(run_id, WaitingApproval(pending_approvals=suspended.pending))
+
+    async def _settle(
+        self, run_id: str, started: float, changes: Callable[[RunInfo], dict[str, Any]]
+    ) -> None:
+        """Record how this attempt left the run (unless it ended meanwhile) and its time."""
         spent = time.monotonic() - started
 
         def change(run: RunInfo) -> RunInfo | None:
             if run.status in TERMINAL:
                 return None
-            return run.model_copy(
-                update={
-                    "status": "waiting_approval",
-                    "pending_approvals": suspended.pending,
-                    "generation": run.generation + 1,
-                    "elapsed_seconds": round(run.elapsed_seconds + spent, 3),
-                }
-            )
+            elapsed = round(run.elapsed_seconds + spent, 3)
+            return run.model_copy(update={**changes(run), "elapsed_seconds": elapsed})
 
         await self._store.update(run_id, change)
-        await self._events.emit(run_id, WaitingApproval(pending_approvals=suspended.pending))
 
 
 def _cancelled(run: RunInfo) -> RunError:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -34,25 +31,6 @@ from agentbus.interfaces.message import (
 def unique(prefix: str) -> str:
     """``prefix-1a2b3c4d``: a service name, durable or token no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def eventually(
-    predicate: Callable[[], bool | Awaitable[bool]],
-    timeout: float = 5.0,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> None:
-    """Poll ``predicate`` (sync or async) until it is true; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not become true within {timeout:g}s")
-        await asyncio.sleep(interval)
 
 
 # -- a request interface and a service that serves it -----------------------------------------

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from framework_helpers import eventually, request_json, unique
+from framework_helpers import request_json, unique
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings, load_toml, redact_url, substitute
 from agentbus.framework.errors import ConfigError
 from agentbus.framework.jetstream import CONFIG_BUCKET
 from agentbus.framework.service import Service
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 
 # -- settings ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from deploy_helpers import (
     make_repo,
     smoke,
 )
-from framework_helpers import eventually, unique
+from framework_helpers import unique
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
@@ -32,6 +32,7 @@ from agentbus.framework.deploy import DeploymentStore
 from agentbus.framework.deploy.backends import LocalBackend, Release
 from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
 from agentbus.framework.deploy.state import DeploymentRecord
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.message import Interface
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ from framework_helpers import (
     Note,
     echo_interface,
     echo_service,
-    eventually,
     note_interface,
     request_json,
     unique,
@@ -22,6 +21,7 @@ from agentbus.framework import Bus, Service, subscribes, to_json
 from agentbus.framework.context import MessageContext
 from agentbus.framework.deploy.state import DeploymentRecord, DeploymentStore
 from agentbus.framework.errors import DeploymentConflict, NoRespondersError
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.subjects import direct_subject
 

@@ -13,7 +13,6 @@ from framework_helpers import (
     Note,
     NoteInterface,
     echo_interface,
-    eventually,
     note_interface,
     unique,
 )
@@ -32,6 +31,7 @@ from agentbus.framework.events import (
     backoff,
 )
 from agentbus.framework.jetstream import DEAD_LETTER
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.message import BusMessage
 from agentbus.interfaces.metadata import MSG_ID, Metadata, Source

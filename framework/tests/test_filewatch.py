@@ -8,10 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from framework_helpers import eventually, unique
+from framework_helpers import unique
 
 from agentbus.framework.filewatch import FileWatch
 from agentbus.framework.service import Service
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 
 

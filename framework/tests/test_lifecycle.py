@@ -12,7 +12,6 @@ from framework_helpers import (
     Note,
     echo_interface,
     echo_service,
-    eventually,
     note_interface,
     request_json,
     unique,
@@ -23,6 +22,7 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import ConfigError, NoRespondersError, NotConnectedError
+from agentbus.framework.testing import eventually
 
 
 async def test_stop_soon_after_start_never_hangs(settings: Settings, bus: Bus) -> None:

@@ -7,10 +7,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from framework_helpers import EchoRequest, echo_interface, echo_service, eventually
+from framework_helpers import EchoRequest, echo_interface, echo_service
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.metrics import ServiceMetrics
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.subjects import subject_for
 

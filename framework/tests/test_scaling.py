@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from framework_helpers import EchoRequest, echo_interface, echo_service, eventually, request_json
+from framework_helpers import EchoRequest, echo_interface, echo_service, request_json
 
 from agentbus.framework.bus import Bus
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 
 

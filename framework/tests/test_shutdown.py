@@ -15,7 +15,6 @@ from framework_helpers import (
     EchoRequest,
     echo_interface,
     echo_service,
-    eventually,
     request_json,
     unique,
 )
@@ -23,6 +22,7 @@ from framework_helpers import (
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.errors import NoRespondersError, RemoteError
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 
 REPO = Path(__file__).resolve().parents[2]

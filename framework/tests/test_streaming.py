@@ -8,12 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from framework_helpers import eventually, unique
+from framework_helpers import unique
 
 from agentbus.framework import Service, streams
 from agentbus.framework.bus import Bus
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import RequestTimeoutError
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces.message import BusMessage, Interface, stream_interface
 

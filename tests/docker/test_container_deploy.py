@@ -29,12 +29,13 @@ from deploy_helpers import (
     smoke,
 )
 from docker_helpers import APP_IMAGE, NatsContainer
-from framework_helpers import eventually, unique
+from framework_helpers import unique
 
 from agentbus.framework import Bus, Settings
 from agentbus.framework.deploy.backends import Release
 from agentbus.framework.deploy.backends.docker import LABEL, DockerBackend
 from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.message import Interface
 from agentbus.interfaces.metadata import Source
 

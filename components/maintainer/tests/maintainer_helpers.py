@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentbus.framework import EVENTS, Bus
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.escalations import EscalationStore
@@ -79,14 +80,9 @@ class Decisions:
 async def wait_until(
     check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, every: float = 0.1
 ) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
+    """Poll ``check`` until it returns something truthy (the kit's ``eventually``, with the
+    longer default the git and install work of these tests needs)."""
+    return await eventually(check, timeout=timeout, interval=every, what="the condition")
 
 
 async def escalation_in(bus: Bus, component: str, *statuses: str) -> Escalation | None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from agentbus.framework import Bus, NoRespondersError, RemoteError, RequestTimeoutError
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_GET,
     GetRequest,
@@ -32,21 +30,6 @@ from agentbus.model_gateway.testing import answer as answer
 from agentbus.model_gateway.testing import first_user as first_user
 from agentbus.model_gateway.testing import messages as messages
 from agentbus.model_gateway.testing import tool_results as tool_results
-
-
-async def eventually(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g}s")
-        await asyncio.sleep(0.05)
 
 
 async def get_run(bus: Bus, run_id: str) -> RunInfo:
@@ -71,7 +54,9 @@ async def wait_status(bus: Bus, run_id: str, *statuses: str, timeout: float = 20
         return run if run.status in statuses else None
 
     try:
-        found: RunInfo = await eventually(reached, timeout, what=f"run {run_id} in {statuses}")
+        found: RunInfo = await eventually(
+            reached, timeout=timeout, what=f"run {run_id} in {statuses}"
+        )
     except AssertionError as exc:
         run = await get_run(bus, run_id)
         raise AssertionError(f"{exc}; statuses seen {seen}; error {run.error}") from None

@@ -11,17 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import (
-    FakeModel,
-    Received,
-    answer,
-    eventually,
-    run_events,
-    tool_results,
-    wait_status,
-)
+from runner_helpers import FakeModel, Received, answer, run_events, tool_results, wait_status
 
 from agentbus.framework import Bus, EmbeddedNats, NoRespondersError, Settings
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_RESUME,
     WORKFLOWS_START,

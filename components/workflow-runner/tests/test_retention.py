@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from runner_helpers import agentbus, eventually
+from runner_helpers import agentbus
 
 from agentbus.framework import Bus
+from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.workflows import RunInfo, RunStatus, StepInfo
 from agentbus.workflow_runner.retention import find_expired, parse_duration, remove, sweep
 from agentbus.workflow_runner.service import WorkflowRunner

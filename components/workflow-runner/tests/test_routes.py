@@ -8,10 +8,11 @@ from typing import Any
 
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
-from runner_helpers import eventually, wait_status
+from runner_helpers import wait_status
 
 from agentbus.framework import EVENTS, Bus
 from agentbus.framework.deploy import DeploymentRecord, DeploymentStore
+from agentbus.framework.testing import eventually
 from agentbus.interfaces import BusMessage, event_interface
 from agentbus.workflow_runner import RunContext, StartWorkflow, WorkflowApp
 from agentbus.workflow_runner.store import RunStore

@@ -160,3 +160,20 @@ def test_a_service_process_does_not_load_the_deployer() -> None:
     loaded = out.stdout.strip()
     for heavy in ("deploy.promote", "deploy.probe", "deploy.backends", "'docker"):
         assert heavy not in loaded, f"importing agentbus.framework loads {heavy}: {loaded}"
+
+
+def test_only_the_service_base_builds_event_subscriptions() -> None:
+    """Deploy roles apply to every subscription because the framework makes them all
+    (``Service.subscribe``); a component building its own would consume while on standby."""
+    builders = sorted(
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for src in SOURCE_ROOTS
+        for path in src.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("EventSubscription")
+    )
+    places = {place.rsplit(":", 1)[0] for place in builders}
+    assert places == {"framework/src/agentbus/framework/service.py"}, (
+        f"EventSubscription built outside Service.subscribe: {builders}"
+    )
+    assert len(builders) == 1, f"one place builds them: {builders}"

@@ -34,6 +34,7 @@ from agentbus.framework.errors import (
     RemoteError,
     RequestTimeoutError,
 )
+from agentbus.framework.nats_guard import guard_nats_client
 from agentbus.framework.wire import error_from, to_json
 from agentbus.interfaces.message import BusMessage, Interface, InterfaceKind
 from agentbus.interfaces.metadata import Metadata, Source, root_headers
@@ -75,6 +76,7 @@ class Bus:
     ) -> None:
         """``patient`` buses (services) wait for NATS forever, at start and after a loss;
         impatient ones (the CLI, clients) give up after a few quick tries."""
+        guard_nats_client()  # one malformed message must not stop the connection reading
         self.settings = settings
         self.source = source
         self._url = url or resolve_nats_url(settings)

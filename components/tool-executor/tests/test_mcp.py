@@ -4,6 +4,7 @@ HTTP, and an external server's tools imported behind the same policy."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from pathlib import Path
@@ -148,3 +149,39 @@ async def test_external_mcp_tools_are_imported_behind_the_policy(
     gated = await call("mcp.fake.scribble", name="written.txt")
     assert gated.status == "approval_required"
     assert not (workspace.outside / "written.txt").exists()
+
+
+async def test_an_imported_server_gets_no_credentials_of_the_executor(
+    workspace: Workspace, start_executor: Any, bus_as: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaked = {
+        "AGENTBUS_NATS_PASSWORD": "hunter2",
+        "AGENTBUS_NATS_TOKEN": "tok-123",
+        "AGENTBUS_NATS_CREDS_FILE": "/secrets/bus.creds",
+        "OPENAI_API_KEY": "sk-test",
+    }
+    for name, value in leaked.items():
+        monkeypatch.setenv(name, value)
+    config = {
+        "mcp_servers": {
+            "fake": {
+                "command": sys.executable,
+                "args": [str(FAKE_SERVER), str(workspace.outside)],
+                "env": {"DOCS_API_TOKEN": "granted-to-this-server"},
+            }
+        },
+        "policy": {"agent": {"tools": ["mcp.fake.environment"], "medium": "run"}},
+    }
+    await start_executor(config)
+    bus: Bus = await bus_as("agent")
+    request = ExecuteRequest(tool="mcp.fake.environment", arguments={}, caller="agent")
+    result = (await bus.request(TOOLS_EXECUTE, request, timeout=20)).result
+    assert isinstance(result, Completed)
+    env = dict(line.split("=", 1) for line in result.content.splitlines())
+    assert not env.keys() & leaked.keys(), sorted(env)
+    assert not set(env.values()) & set(leaked.values())
+    assert env["DOCS_API_TOKEN"] == "granted-to-this-server"
+    # The SDK adds LOGNAME, SHELL, TERM and USER when the executor has them; nothing else.
+    assert env.keys() <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "DOCS_API_TOKEN",
+                          "LOGNAME", "SHELL", "TERM", "USER"}, sorted(env)  # fmt: skip
+    assert env["HOME"] == env["TMPDIR"] != os.environ.get("HOME")

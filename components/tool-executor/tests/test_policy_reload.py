@@ -209,6 +209,7 @@ async def test_a_changed_mcp_server_list_keeps_the_imports_and_applies_the_rest(
     assert {name for name in await listed(agent) if name.startswith("mcp.")} == {
         "mcp.fake.add",
         "mcp.fake.echo",
+        "mcp.fake.environment",
         "mcp.fake.scribble",
     }
     assert executor.engine.policies.mcp_servers.keys() == {"fake"}

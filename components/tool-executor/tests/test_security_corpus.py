@@ -90,6 +90,60 @@ def fsmonitor_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
     (repo / "a.txt").write_text("a\n", encoding="utf-8")
 
 
+CREDENTIALS = {
+    name: f"{SECRET}-{name}"
+    for name in (
+        "AGENTBUS_NATS_PASSWORD",
+        "AGENTBUS_NATS_TOKEN",
+        "AGENTBUS_NATS_CREDS_FILE",
+        "OPENAI_API_KEY",
+    )
+}
+"""Set in the executor's own environment for every case: no process it starts may see them
+(their values contain SECRET, which no reply may show)."""
+
+
+def env_printing_filter(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """A repository whose clean filter (run by `git add`) stores git's environment as a.txt."""
+    repo = ws.ws / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "config", "filter.dump.clean", "env"], check=True)
+    (repo / ".gitattributes").write_text("a.txt filter=dump\n", encoding="utf-8")
+    (repo / "a.txt").write_text("a\n", encoding="utf-8")
+
+
+def textconv_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """A repository whose diff driver would run a program on `git diff`."""
+    repo = ws.ws / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "config", "diff.run.textconv", f"touch {ws.outside}/textconv-ran; cat"])
+    (repo / ".gitattributes").write_text("a.txt diff=run\n", encoding="utf-8")
+    (repo / "a.txt").write_text("a\n", encoding="utf-8")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+    (repo / "a.txt").write_text("b\n", encoding="utf-8")
+
+
+def textconv_not_run(result: Completed, ws: Workspace) -> None:
+    assert not (ws.outside / "textconv-ran").exists()
+    assert "+b" in result.content
+
+
+def env_asserting_tests(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    names = sorted(CREDENTIALS)
+    (ws.ws / "proj").mkdir()
+    (ws.ws / "proj" / "test_env.py").write_text(
+        "import os\n\n\ndef test_no_credentials():\n"
+        f"    assert [n for n in {names!r} if n in os.environ] == []\n"
+        "    assert 'AGENTBUS_TEST_SECRET' not in os.environ\n",
+        encoding="utf-8",
+    )
+
+
 def big_file(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
     (ws.ws / "big.txt").write_text("line of text\n" * 50_000, encoding="utf-8")
 
@@ -109,15 +163,48 @@ def no_secret_files(result: Completed, ws: Workspace) -> None:
     assert "secret" not in result.content
 
 
+CHILD_VARIABLES = {
+    "PATH",
+    "LANG",
+    "LC_ALL",  # only when the executor has one
+    "HOME",  # the run's scratch folder
+    "TMPDIR",  # the same
+    "AGENTBUS_TEST_PASSED",
+    "PWD",  # some env(1) implementations add nothing, sh adds PWD
+    "AGENTBUS_TOOL_RUN",  # the run's marker (a random id), how escaped processes are found
+}
+
+
+def only_child_variables(env_output: str, *, also: frozenset[str] = frozenset()) -> None:
+    env = dict(line.split("=", 1) for line in env_output.splitlines() if "=" in line)
+    assert not env.keys() & {"AGENTBUS_TEST_SECRET", *CREDENTIALS}, sorted(env)
+    assert env.get("AGENTBUS_TEST_PASSED") == "visible"
+    assert env.keys() <= CHILD_VARIABLES | also, env.keys() - CHILD_VARIABLES - also
+    assert env.get("HOME") not in (None, os.environ.get("HOME")), "HOME is not a scratch folder"
+
+
 def env_clean(result: Completed, ws: Workspace) -> None:
-    assert "AGENTBUS_TEST_SECRET" not in result.content
-    assert "AGENTBUS_TEST_PASSED=visible" in result.content
-    assert {line.split("=", 1)[0] for line in result.content.splitlines()} <= {
-        "PATH",
-        "AGENTBUS_TEST_PASSED",
-        "PWD",  # some env(1) implementations add nothing, sh adds PWD
-        "AGENTBUS_TOOL_RUN",  # the run's marker (a random id), how escaped processes are found
-    }
+    only_child_variables(result.content)
+
+
+def git_env_clean(result: Completed, ws: Workspace) -> None:
+    """The filter ran as git's child: what it saw is git's environment, now the blob a.txt."""
+    seen = subprocess.run(
+        ["git", "-C", str(ws.ws / "repo"), "show", "HEAD:a.txt"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    git_variables = {"GIT_CONFIG_NOSYSTEM", "GIT_TERMINAL_PROMPT", "GIT_CONFIG_COUNT"}
+    git_variables |= {n for line in seen.splitlines() if (n := line.split("=", 1)[0])
+                      .startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "GIT_AUTHOR_",
+                                   "GIT_COMMITTER_"))}  # fmt: skip
+    git_variables |= {"GIT_EXEC_PATH", "GIT_PREFIX", "GIT_DIR", "GIT_INDEX_FILE", "SHLVL", "_"}
+    only_child_variables(seen, also=frozenset(git_variables))
+
+
+def credentials_hidden_from_pytest(result: Completed, ws: Workspace) -> None:
+    assert result.data["counts"] == {"passed": 1}, result.content
 
 
 def printenv_empty(result: Completed, ws: Workspace) -> None:
@@ -441,6 +528,32 @@ CASES: list[Case] = [
         "contained",
         check=printenv_empty,
     ),
+    Case(
+        "env-printenv-bus-password",
+        "environment",
+        "shell.exec",
+        {"argv": ["printenv", "AGENTBUS_NATS_PASSWORD"]},
+        "contained",
+        check=printenv_empty,
+    ),
+    Case(
+        "env-git-filter",
+        "environment",
+        "git.commit",
+        {"repo": "repo", "message": "dump"},
+        "contained",
+        check=git_env_clean,
+        setup=env_printing_filter,
+    ),
+    Case(
+        "env-python-test",
+        "environment",
+        "python.test",
+        {"path": "proj"},
+        "contained",
+        check=credentials_hidden_from_pytest,
+        setup=env_asserting_tests,
+    ),
     # SSRF
     Case("ssrf-direct", "ssrf", "http.fetch", {"url": "{internal}/admin"}, "forbidden"),
     Case(
@@ -658,6 +771,15 @@ CASES: list[Case] = [
         check=hook_not_run,
         setup=fsmonitor_repo,
     ),
+    Case(
+        "git-textconv",
+        "git",
+        "git.diff",
+        {"repo": "repo"},
+        "contained",
+        check=textconv_not_run,
+        setup=textconv_repo,
+    ),
     Case("git-repo-outside", "git", "git.status", {"repo": "{outside}"}, "forbidden"),
     Case(
         "identity-spoof", "identity", "fs.read", {"path": "file.txt"}, "forbidden", caller="admin"
@@ -694,6 +816,8 @@ async def test_attack_is_refused_or_contained(
 ) -> None:
     monkeypatch.setenv("AGENTBUS_TEST_SECRET", SECRET)
     monkeypatch.setenv("AGENTBUS_TEST_PASSED", "visible")
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
     policy: dict[str, Any] = {
         "roots": [str(workspace.ws)],
         "tools": ["*"],

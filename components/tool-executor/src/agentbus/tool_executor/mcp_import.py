@@ -9,6 +9,12 @@ for or the call leaves. Policies allow them like any other tool
 (``tools = ["mcp.docs.*"]``), and approvals and audit apply.
 What the external tool then does is up to that server: the executor's path
 and host checks do not reach inside it.
+
+A server starts from the executor's minimal child environment
+(:mod:`agentbus.tool_executor.environment`: the executor's ``PATH``, the locale,
+``HOME`` and ``TMPDIR`` in a private folder kept while it runs) plus its configured
+``env``; never the executor's own environment. (The SDK adds the executor's
+``LOGNAME``, ``SHELL``, ``TERM`` and ``USER`` under it; none of them is a secret.)
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +34,9 @@ from pydantic import JsonValue
 
 from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.tool_executor.declaration import Tool, ToolContext, ToolOutcome
+from agentbus.tool_executor.environment import child_environment, with_scratch
 from agentbus.tool_executor.errors import ToolFailed
-from agentbus.tool_executor.policy import McpServerConfig
+from agentbus.tool_executor.policy import DEFAULT_PATH, McpServerConfig
 
 log = logging.getLogger("agentbus.tool_executor.mcp")
 
@@ -69,11 +79,19 @@ class McpConnection:
                 f"MCP server {self.name!r} did not start: {self._error or 'timed out'}"
             )
 
+    def environment(self, scratch: str) -> dict[str, str]:
+        """Everything the server's process gets: nothing of the executor's own but PATH."""
+        base = child_environment(
+            path=os.environ.get("PATH") or DEFAULT_PATH, extra=dict(self.config.env)
+        )
+        return with_scratch(base, scratch)
+
     async def _hold(self) -> None:
+        scratch = tempfile.mkdtemp(prefix=f"agentbus-mcp-{self.name}-")
         params = StdioServerParameters(
             command=self.config.command,
             args=list(self.config.args),
-            env=dict(self.config.env) or None,
+            env=self.environment(scratch),
             cwd=self.config.cwd,
         )
         try:
@@ -87,6 +105,7 @@ class McpConnection:
             log.warning("MCP server %s failed: %s", self.name, exc)
         finally:
             self.client = None
+            shutil.rmtree(scratch, ignore_errors=True)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -11,7 +11,8 @@
     commands = ["ls", "cat", "python3", "true"]   # argv[0] allow-list for shell.exec
     shell = false                    # shell strings (always high risk) allowed at all?
     hosts = ["pypi.org", "127.0.0.1:8080"]        # http.fetch allow-list, checked on every hop
-    env = ["LANG"]                   # variables passed through to processes (default: none)
+    env = ["LANG"]                   # variables passed through to processes (default: none;
+                                     # credential-looking names are refused, see environment.py)
     medium = "ask"                   # medium-risk calls: "run" or "ask"
     max_output = 65536               # bytes of output kept
     timeout = 30.0                   # seconds, the most a call may run
@@ -42,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentbus.framework import ConfigError, load_toml
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.interfaces.validation import explain
+from agentbus.tool_executor.environment import bus_pattern, child_environment, credential_pattern
 
 POLICY_ENV = "AGENTBUS_TOOLS_POLICY"
 DEFAULT_POLICY_FILE = "tools.toml"
@@ -83,6 +85,18 @@ class Policy(BaseModel):
             resolved.append(Path(os.path.realpath(root)))
         return tuple(resolved)
 
+    @field_validator("env")
+    @classmethod
+    def _no_credentials(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if (pattern := credential_pattern(name)) is not None:
+                raise ValueError(
+                    f"{name} looks like a credential ({pattern}) and would be readable by every "
+                    "command this caller runs; remove it from env (an MCP server that needs a "
+                    "key gets it in its own [mcp_servers.<name>] env table)"
+                )
+        return names
+
     def allows_tool(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.tools)
 
@@ -95,12 +109,9 @@ class Policy(BaseModel):
         return risk
 
     def process_env(self) -> dict[str, str]:
-        """The environment of a child process: PATH plus the pass-through list, nothing else."""
-        env = {"PATH": self.path}
-        for name in self.env:
-            if name in os.environ:
-                env[name] = os.environ[name]
-        return env
+        """The environment of a child process: PATH (``path``), the locale and the
+        pass-through list, nothing else (HOME and TMPDIR: the run's scratch folder)."""
+        return child_environment(path=self.path, passed=self.env)
 
 
 NOTHING = Policy()
@@ -117,6 +128,17 @@ class McpServerConfig(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     cwd: Path | None = None
     risk: Risk = Risk.MEDIUM
+
+    @field_validator("env")
+    @classmethod
+    def _no_bus_settings(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if (pattern := bus_pattern(name)) is not None:
+                raise ValueError(
+                    f"{name} ({pattern}) is the bus's own connection setting; an MCP server "
+                    "never gets the executor's bus credentials: remove it from env"
+                )
+        return env
 
 
 class ExecutorSection(BaseModel):

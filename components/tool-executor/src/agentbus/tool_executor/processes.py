@@ -8,6 +8,11 @@ found through ``/proc``, and every process whose environment still carries this
 run's marker (``AGENTBUS_TOOL_RUN=<id>``, inherited across forks and execs). Output
 (stdout and stderr, interleaved) is kept up to the cap; the rest is read and
 dropped so the child never blocks on a full pipe.
+
+The child gets exactly ``env`` (see :mod:`agentbus.tool_executor.environment`), never
+the executor's own environment, plus the marker and, unless ``env`` sets them,
+``HOME`` and ``TMPDIR`` pointing at a private folder made for the run (mode 0700) and
+removed after it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from agentbus.tool_executor.environment import with_scratch
 
 RUN_MARKER = "AGENTBUS_TOOL_RUN"
 """The environment variable that marks every process of one run (value: the run's id)."""
@@ -110,6 +118,15 @@ async def run_process(
     argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float, max_output: int
 ) -> ProcessResult:
     """Run ``argv`` (no shell) and return its output, exit code and whether it timed out."""
+    with tempfile.TemporaryDirectory(prefix="agentbus-run-", ignore_cleanup_errors=True) as tmp:
+        return await _run(
+            argv, cwd=cwd, env=with_scratch(env, tmp), timeout=timeout, limit=max_output
+        )
+
+
+async def _run(
+    argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float, limit: int
+) -> ProcessResult:
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     marker = f"{RUN_MARKER}={run_id}".encode()
@@ -129,7 +146,7 @@ async def run_process(
         nonlocal truncated
         assert process.stdout is not None
         while chunk := await process.stdout.read(1 << 16):
-            room = max_output - len(kept)
+            room = limit - len(kept)
             if len(chunk) > room:
                 truncated = True
             kept.extend(chunk[: max(0, room)])

@@ -1,17 +1,21 @@
-"""Git tools on a repository inside the roots (GitPython): status, diff, commit.
+"""Git tools on a repository inside the roots: status, diff, commit.
 
-A repository's own configuration can run programs (``core.fsmonitor``,
-``core.hooksPath``, ``diff.external``, pagers, hooks), so every git command runs
-with those overridden through ``GIT_CONFIG_COUNT`` and without the system
-config, and commits skip hooks. The working tree must resolve inside the roots.
+``git`` runs as a child process like ``shell.exec`` (:func:`run_process`: the
+policy's environment only, its own session, capped output, the policy's timeout).
+GitPython only finds the repository (that starts no process); its ``execute``
+copies the executor's whole environment, bus credentials included, into every git
+it starts, so it runs none. A repository's own configuration can run programs
+(``core.fsmonitor``, ``core.hooksPath``, ``diff.external``, pagers, hooks,
+``commit.gpgSign`` with ``gpg.program``), so every git command runs with those
+overridden through ``GIT_CONFIG_COUNT`` and without the system config, and
+commits skip hooks. The working tree must resolve inside the roots.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
+import shutil
 from pathlib import Path
-from typing import Any
 
 import git
 from pydantic import Field
@@ -21,6 +25,7 @@ from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.tool_executor import paths
 from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcome, tool
 from agentbus.tool_executor.errors import ToolFailed
+from agentbus.tool_executor.processes import ProcessResult, run_process
 
 _SAFE_CONFIG = {
     "core.fsmonitor": "false",
@@ -29,10 +34,13 @@ _SAFE_CONFIG = {
     "diff.external": "",
     "core.sshCommand": "false",
     "protocol.allow": "never",
+    "commit.gpgSign": "false",
 }
 
 
 def safe_env(ctx: ToolContext) -> dict[str, str]:
+    """The policy's process environment plus the overrides (HOME: the run's scratch folder,
+    so no ~/.gitconfig, unless the policy passes HOME through)."""
     env = ctx.policy.process_env()
     env.update(
         {
@@ -44,11 +52,11 @@ def safe_env(ctx: ToolContext) -> dict[str, str]:
     for index, (key, value) in enumerate(_SAFE_CONFIG.items()):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
-    env.setdefault("HOME", "/nonexistent")  # no ~/.gitconfig unless HOME is passed through
     return env
 
 
-def _repo(path: str, ctx: ToolContext) -> git.Repo:
+def _repo(path: str, ctx: ToolContext) -> Path:
+    """The top folder of the repository at ``path`` (inside the roots)."""
     folder = paths.resolve(path, ctx.roots)
     try:
         repo = git.Repo(folder, search_parent_directories=False)
@@ -58,18 +66,31 @@ def _repo(path: str, ctx: ToolContext) -> git.Repo:
         ) from None
     if repo.working_tree_dir is None:
         raise ToolFailed(f"{folder} is a bare repository")
-    paths.resolve(str(repo.working_tree_dir), ctx.roots)
-    return repo
+    return paths.resolve(str(repo.working_tree_dir), ctx.roots)
 
 
-def _git(repo: git.Repo, ctx: ToolContext, *args: str) -> str:
-    env: dict[str, Any] = safe_env(ctx)
-    try:
-        with repo.git.custom_environment(**env):
-            out: str = repo.git.execute(["git", *args], env=env)
-    except git.GitCommandError as exc:
-        raise ToolFailed(f"git {args[0]} failed: {exc.stderr.strip() or exc}") from None
-    return out
+async def _git(
+    root: Path, ctx: ToolContext, *args: str, extra: dict[str, str] | None = None
+) -> ProcessResult:
+    executable = shutil.which("git", path=ctx.policy.path)
+    if executable is None:
+        raise ToolFailed(f"git is not installed on the policy's path {ctx.policy.path}")
+    result = await run_process(
+        [executable, *args],
+        cwd=root,
+        env=safe_env(ctx) | (extra or {}),
+        timeout=ctx.timeout(None),
+        max_output=ctx.policy.max_output,
+    )
+    if result.timed_out:
+        raise ToolFailed(
+            f"git {args[0]} did not finish within {ctx.timeout(None):g}s; raise the policy's "
+            "timeout or make the repository smaller",
+            code=ErrorCode.TIMEOUT,
+        )
+    if result.exit_code != 0:
+        raise ToolFailed(f"git {args[0]} failed: {result.output.strip()}")
+    return result
 
 
 class RepoArgs(ToolArgs):
@@ -79,8 +100,8 @@ class RepoArgs(ToolArgs):
 @tool("git.status", risk=Risk.LOW)
 async def status(args: RepoArgs, ctx: ToolContext) -> ToolOutcome:
     """Branch and changed files (porcelain v1) of a repository in the workspace."""
-    repo = _repo(args.repo, ctx)
-    out = await asyncio.to_thread(_git, repo, ctx, "status", "--porcelain=v1", "--branch")
+    root = _repo(args.repo, ctx)
+    out = (await _git(root, ctx, "status", "--porcelain=v1", "--branch")).output.rstrip("\n")
     lines = out.splitlines()
     branch = lines[0][3:] if lines and lines[0].startswith("## ") else ""
     changes = [{"status": line[:2], "path": line[3:]} for line in lines[1:]]
@@ -95,15 +116,18 @@ class DiffArgs(RepoArgs):
 @tool("git.diff", risk=Risk.LOW)
 async def diff(args: DiffArgs, ctx: ToolContext) -> ToolOutcome:
     """Unified diff of the working tree (or the index, with staged) of a repository."""
-    repo = _repo(args.repo, ctx)
-    root = Path(str(repo.working_tree_dir))
+    root = _repo(args.repo, ctx)
     selected = [str(paths.resolve(p, ctx.roots, cwd=root)) for p in args.paths]
-    argv = ["diff", "--no-color", "--no-ext-diff", *(["--cached"] if args.staged else [])]
-    out = await asyncio.to_thread(_git, repo, ctx, *argv, "--", *selected)
-    data = out.encode("utf-8")
-    truncated = len(data) > ctx.policy.max_output
-    text = data[: ctx.policy.max_output].decode("utf-8", errors="ignore")
-    return ToolOutcome(text, truncated=truncated)
+    argv = [
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        *(["--cached"] if args.staged else []),
+    ]
+    result = await _git(root, ctx, *argv, "--", *selected)
+    text = result.output if result.truncated else result.output.rstrip("\n")
+    return ToolOutcome(text, truncated=result.truncated)
 
 
 class CommitArgs(RepoArgs):
@@ -115,20 +139,26 @@ class CommitArgs(RepoArgs):
     author_email: str = Field(default="tools@agentbus.invalid", max_length=200)
 
 
-def _commit(repo: git.Repo, args: CommitArgs, ctx: ToolContext, selected: list[str]) -> str:
-    _git(repo, ctx, "add", "--", *selected) if selected else _git(repo, ctx, "add", "-A")
-    actor = git.Actor(args.author_name, args.author_email)
-    commit = repo.index.commit(args.message, author=actor, committer=actor, skip_hooks=True)
-    return str(commit.hexsha)
+def _identity(args: CommitArgs) -> dict[str, str]:
+    return {
+        f"GIT_{role}_{part}": value
+        for role in ("AUTHOR", "COMMITTER")
+        for part, value in (("NAME", args.author_name), ("EMAIL", args.author_email))
+    }
 
 
 @tool("git.commit", risk=Risk.MEDIUM)
 async def commit(args: CommitArgs, ctx: ToolContext) -> ToolOutcome:
     """Stage the given files (or every change) and commit them; hooks do not run."""
-    repo = _repo(args.repo, ctx)
-    root = Path(str(repo.working_tree_dir))
+    root = _repo(args.repo, ctx)
     selected = [str(paths.resolve(p, ctx.roots, cwd=root)) for p in args.paths]
-    sha = await asyncio.to_thread(_commit, repo, args, ctx, selected)
+    await _git(root, ctx, "add", "--", *selected) if selected else await _git(
+        root, ctx, "add", "-A"
+    )
+    # --allow-empty and verbatim: as GitPython's index commit did (the message exactly as given).
+    commit_argv = ["commit", "-q", "--no-verify", "--allow-empty", "--cleanup=verbatim"]
+    await _git(root, ctx, *commit_argv, "-m", args.message, extra=_identity(args))
+    sha = (await _git(root, ctx, "rev-parse", "HEAD")).output.strip()
     return ToolOutcome(f"committed {sha}", data={"sha": sha})
 
 

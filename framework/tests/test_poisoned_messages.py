@@ -26,12 +26,16 @@ from framework_helpers import (
     unique,
 )
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
 
+from agentbus.framework import DEAD_LETTER, EVENTS, declare_all
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
+from agentbus.framework.events import DEAD_REASON, DEAD_SUBJECT
 from agentbus.framework.nats_guard import guard_nats_client, is_guarded, shown
 from agentbus.framework.testing import MockService, eventually
 from agentbus.framework.testing.plugin import StartService
+from agentbus.interfaces import subjects
 from agentbus.interfaces.subjects import subject_for
 
 BAD = b"\xff\xfe"
@@ -186,3 +190,41 @@ async def test_the_guard_applies_to_the_installed_nats_py(bus: Bus) -> None:
 def test_subjects_are_logged_escaped() -> None:
     assert shown(b"a.\xff\x1b[31m") == "'a.\\xff\\x1b[31m'"
     assert shown(b"x" * 500).endswith("'...")
+
+
+async def test_an_undecodable_stored_delivery_is_dead_lettered_not_redelivered_for_ever(
+    bus: Bus, nats_url: str
+) -> None:
+    """JetStream stores a message whose subject is not UTF-8, and a wildcard consumer gets
+    it; nats-py cannot decode it, so unretired it would come back every ack wait for ever.
+    The guard parks it in the dead-letter stream and terminates the delivery."""
+    await declare_all(bus.js)
+    prefix = f"agentbus.events.{unique('poison')}"
+    durable = unique("wild")
+    consumer = await bus.js.pull_subscribe(
+        f"{prefix}.>", durable=durable, config=ConsumerConfig(ack_wait=1.0)
+    )
+    await send_raw(nats_url, pub(prefix.encode() + b"." + BAD, payload=b"poison"))
+    await bus.publish_raw(f"{prefix}.fine", b"fine")
+
+    async def fine_one() -> bool:
+        try:
+            fetched = await consumer.fetch(1, timeout=0.5)
+        except nats.errors.TimeoutError:
+            return False
+        for msg in fetched:
+            await msg.ack()
+        return [m.data for m in fetched] == [b"fine"]
+
+    await eventually(fine_one, what="the decodable message after the poisoned one")
+    parked = await bus.js.get_last_msg(DEAD_LETTER.name, f"{subjects.DEAD_LETTER}.malformed")
+    assert parked.data == b"poison"
+    assert parked.headers is not None
+    assert parked.headers[DEAD_REASON] == "malformed_subject"
+    assert "\\xff\\xfe" in parked.headers[DEAD_SUBJECT]
+
+    await asyncio.sleep(1.5)  # past the ack wait: a delivery not terminated comes back
+    with pytest.raises(nats.errors.TimeoutError):
+        await consumer.fetch(1, timeout=0.5)
+    info = await bus.js.consumer_info(EVENTS.name, durable)
+    assert (info.num_ack_pending, info.num_redelivered) == (0, 0)

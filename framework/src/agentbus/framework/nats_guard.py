@@ -38,9 +38,15 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
+from agentbus.framework.events import DEAD_ERROR, DEAD_REASON, DEAD_SUBJECT
+from agentbus.interfaces.metadata import MSG_ID
+from agentbus.interfaces.subjects import DEAD_LETTER
+
 log = logging.getLogger("agentbus.nats_guard")
 
 _MARK = "__agentbus_guarded__"
+JS_ACK_PREFIX = "$JS.ACK."
+"""The reply subject of a JetStream delivery (acked, nak'ed or terminated there)."""
 _SHOWN_BYTES = 120
 
 # What nats-py's read loop already turns into a reconnect, and what must never be swallowed.
@@ -73,9 +79,35 @@ def _guarded(process_msg: Callable[..., Awaitable[None]]) -> Callable[..., Await
                 shown(reply),
                 type(exc).__name__,
             )
+            payload = rest[0] if rest and isinstance(rest[0], bytes) else b""
+            await _retire_delivery(self, subject, reply, payload)
 
     setattr(process_msg_or_drop, _MARK, True)
     return process_msg_or_drop
+
+
+async def _retire_delivery(client: Client, subject: bytes, reply: bytes, payload: bytes) -> None:
+    """A JetStream delivery that cannot be decoded would come back every ack wait, for
+    ever, and never reach a handler that could count its tries: park its payload in the
+    dead-letter stream (``agentbus.deadletter.malformed``, the subject escaped in a
+    header, de-duplicated per consumer and stream sequence) and terminate the delivery."""
+    try:
+        ack = reply.decode("ascii")
+    except UnicodeDecodeError:
+        return
+    if not ack.startswith(JS_ACK_PREFIX):
+        return
+    headers = {
+        MSG_ID: f"malformed:{ack.split('.', 2)[2]}",
+        DEAD_REASON: "malformed_subject",
+        DEAD_ERROR: "the subject or headers are not UTF-8; the message cannot be decoded",
+        DEAD_SUBJECT: shown(subject),
+    }
+    try:
+        await client.publish(f"{DEAD_LETTER}.malformed", payload, headers=headers)
+        await client.publish(ack, b"+TERM")
+    except Exception:  # the connection may be closing: the delivery comes back later
+        log.warning("could not retire the malformed delivery %s", ack, exc_info=True)
 
 
 def is_guarded() -> bool:

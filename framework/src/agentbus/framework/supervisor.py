@@ -10,7 +10,16 @@ A cluster file (``agentbus.toml``)::
     name = "hello"
     target = "hello_service:HelloService"   # module:Class
     replicas = 2
-    env = { HELLO_GREETING = "Hi" }
+    env = { HELLO_GREETING = "Hi" }         # set for this service (values may use ${VAR})
+    pass_env = ["OPENAI_API_KEY"]           # also given from `agentbus up`'s environment
+
+Each replica gets only what it needs, never the whole environment of ``agentbus up``
+(:func:`service_environment`): the base (:data:`BASE_VARIABLES`, every ``AGENTBUS_*``
+setting, which includes the bus credentials the service connects with, and the
+tool settings of :data:`BASE_PREFIXES` without credential-looking names), then the
+NATS URL, data folder and instance id, the file's ``[agentbus]`` settings, the
+variables its ``pass_env`` names (provider keys: only the services that call
+providers list them) and its ``env`` table.
 
 Each replica runs as ``python -m agentbus.framework.cli serve <target>`` in its
 own session (a terminal Ctrl-C reaches only the supervisor, which stops
@@ -20,17 +29,19 @@ supervisor. A replica that exits is restarted with exponential backoff.
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentbus.framework.config import load_toml, redact_url
 from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
@@ -46,6 +57,22 @@ class NatsSection(BaseModel):
     monitor_port: int | None = Field(default=None, ge=0, le=65535)
 
 
+BASE_VARIABLES = (
+    *("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TZ", "LANG", "LANGUAGE"),
+    *("TERM", "COLUMNS", "NO_COLOR", "FORCE_COLOR"),
+    *("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"),
+    *("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"),
+    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
+    *("http_proxy", "https_proxy", "all_proxy", "no_proxy"),
+    *("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"),
+)
+"""What every supervised service gets from ``agentbus up``'s environment, if it is set."""
+BASE_PREFIXES = ("LC_", "UV_")
+"""Locale, and uv's settings (maintainers run uv), minus :data:`CREDENTIAL_PATTERNS`."""
+CREDENTIAL_PATTERNS = ("*TOKEN*", "*PASSWORD*", "*SECRET*", "*_API_KEY", "*CREDENTIAL*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class ServiceSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,6 +80,48 @@ class ServiceSection(BaseModel):
     target: str = Field(description="module:Class of the Service subclass")
     replicas: int = Field(default=1, ge=1, le=64)
     env: dict[str, str] = Field(default_factory=dict)
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Variables of `agentbus up`'s environment this service also gets "
+        "(provider keys, variables its config files use as ${VAR}); unset ones are skipped.",
+    )
+
+    @field_validator("pass_env")
+    @classmethod
+    def _variable_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not an environment variable name; list names such as "
+                    "OPENAI_API_KEY (letters, digits, _)"
+                )
+        return names
+
+
+def _credential_looking(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in CREDENTIAL_PATTERNS)
+
+
+def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` every service gets (see the module's docstring)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in BASE_VARIABLES
+        or name.startswith("AGENTBUS_")
+        or (name.startswith(BASE_PREFIXES) and not _credential_looking(name))
+    }
+
+
+def service_environment(
+    service: ServiceSection, environ: Mapping[str, str], settings: Mapping[str, str]
+) -> dict[str, str]:
+    """The whole environment of one replica of ``service``: the base of ``environ``, then
+    ``settings`` (the supervisor's AGENTBUS_* values), its ``pass_env`` names, its ``env``."""
+    env = base_environment(environ) | dict(settings)
+    env.update({name: environ[name] for name in service.pass_env if name in environ})
+    env.update(service.env)
+    return env
 
 
 class ClusterFile(BaseModel):
@@ -126,16 +195,19 @@ class Supervisor:
                 self._spawn(replica)
 
     def _environment(self, replica: Replica) -> dict[str, str]:
-        env = dict(os.environ)
-        base = str(self.cluster.path.resolve().parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (base, env.get("PYTHONPATH", "")) if p)
-        env["AGENTBUS_NATS_URL"] = self.url
-        env["AGENTBUS_DATA_DIR"] = str(self.data_dir.resolve())
-        env["AGENTBUS_INSTANCE"] = replica.instance
+        folder = str(self.cluster.path.resolve().parent)
+        paths = (folder, os.environ.get("PYTHONPATH", ""))
+        settings = {
+            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+            "AGENTBUS_NATS_URL": self.url,
+            "AGENTBUS_DATA_DIR": str(self.data_dir.resolve()),
+            "AGENTBUS_INSTANCE": replica.instance,
+        }
         for key, value in self.cluster.agentbus.items():
-            env.setdefault(f"AGENTBUS_{key.upper()}", str(value))
-        env.update(replica.service.env)
-        return env
+            name = f"AGENTBUS_{key.upper()}"
+            if name not in os.environ:  # the environment wins over the file, as in Settings
+                settings.setdefault(name, str(value))
+        return service_environment(replica.service, os.environ, settings)
 
     def _spawn(self, replica: Replica) -> None:
         argv = [sys.executable, "-m", "agentbus.framework.cli", "serve", replica.service.target]

@@ -14,7 +14,7 @@ from deploy_helpers import git, make_repo
 from agentbus.framework.config import Settings
 from agentbus.framework.deploy.backends import LocalBackend, backend_for
 from agentbus.framework.deploy.backends.docker import DockerBackend, _archive
-from agentbus.framework.errors import ConfigError
+from agentbus.framework.errors import ConfigError, DeployError
 
 CLI = [sys.executable, "-m", "agentbus.framework.cli"]
 
@@ -116,3 +116,33 @@ def test_promote_names_the_backends_it_knows(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "--backend 'kubernetes': choose local or docker" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("runtime", "refusal"),
+    [
+        ({"pids": [-1], "instances": ["svc-blue-0123456789ab-0"]}, "not a list of process ids"),
+        ({"pids": ["1 2"], "instances": ["svc-blue-0123456789ab-0"]}, "not a list of process ids"),
+        ({"pids": [4242], "instances": []}, "not one instance per pid"),
+        ({"pids": [4242], "instances": ["other-blue-0123456789ab-0"]}, "not an instance of"),
+        ({"worktree": "relative/svc-blue-0123456789ab"}, "not a worktree of svc in"),
+    ],
+)
+def test_the_local_backend_refuses_a_runtime_it_did_not_write(
+    tmp_path: Path, runtime: dict[str, object], refusal: str
+) -> None:
+    backend = LocalBackend(tmp_path, nats_url="nats://127.0.0.1:4222", data_dir=tmp_path / "d")
+
+    with pytest.raises(DeployError, match=refusal) as refused:
+        backend.check_runtime({"backend": "local", **runtime}, component="svc")
+
+    assert "the deployments record of svc may have been tampered with" in str(refused.value)
+
+
+def test_the_docker_backend_refuses_a_runtime_that_names_no_container(tmp_path: Path) -> None:
+    backend = DockerBackend(tmp_path, nats_url="nats://nats:4222")
+
+    with pytest.raises(DeployError, match=r"refusing to stop .*: not container ids"):
+        backend.check_runtime({"backend": "docker", "containers": ["-f /"]}, component="svc")
+    with pytest.raises(DeployError, match=r"ran on the 'local' backend.*pass --backend local"):
+        backend.check_runtime({"backend": "local", "pids": []}, component="svc")

@@ -19,6 +19,12 @@ leaves the active one untouched):
 
 Rollback is the same flip the other way: the old color rejoins before the new
 one leaves, so a request always has a subscriber.
+
+The record read at the start is untrusted: before either starts anything, the
+``runtime`` of the active and the previous version go through the backend's
+:meth:`~Backend.check_runtime`, so a tampered record (a worktree outside the deploy
+folder, a process the backend did not start) fails the command and nothing is
+stopped or deleted.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.deploy.backends import Backend, Release, Running
@@ -99,7 +106,8 @@ async def promote(
     """Deploy ``release`` blue/green; return once promoted (bake passed), rejected or rolled back.
 
     Raises :class:`DeployError` only when the deployment is in a state it cannot
-    start from (a flip already in progress); a failing new version is a result.
+    start from (a flip already in progress, a record whose runtimes the backend
+    refuses); a failing new version is a result.
     """
     return await Promoter(bus, backend, policy, progress=progress).promote(release, smoke)
 
@@ -152,9 +160,11 @@ class Promoter:
                 f"`agentbus deploy rollback {release.component}`"
             )
         color: Color = other(active.color) if active is not None else "blue"
+        if active is not None:
+            self._check_record(release.component, active)
         if active is not None and active.previous is not None and active.previous.runtime:
             self.say(f"stopping the retired {active.previous.color} {active.previous.version}")
-            await self.backend.stop(active.previous.runtime, grace=self.policy.stop_grace)
+            await self._stop(release.component, active.previous.runtime)
 
         self.say(f"starting {release.component} at {release.commit} as {color}")
         running = await self.backend.start(release, color)
@@ -166,13 +176,13 @@ class Promoter:
             flipped = await self._flip(store, current, running)
         except DeployError as exc:
             self.say(f"rejected {version}: {exc}; stopping {color}")
-            await self.backend.stop(running.runtime, grace=self.policy.stop_grace)
+            await self._stop(release.component, running.runtime)
             return PromotionResult(
                 Outcome.REJECTED, release.component, version, running.commit, str(exc), active
             )
         except BaseException:
             with contextlib.suppress(Exception):
-                await self.backend.stop(running.runtime, grace=0)
+                await self._stop(running.release.component, running.runtime, grace=0)
             raise
         if active is None:
             self.say(f"{release.component} {version} is active (first deployment)")
@@ -277,7 +287,7 @@ class Promoter:
             f"bake passed ({observed.errors}/{observed.requests} errors); stopping {outgoing.color}"
         )
         if outgoing.runtime:
-            await self.backend.stop(outgoing.runtime, grace=self.policy.stop_grace)
+            await self._stop(component, outgoing.runtime)
         retired = now.record.model_copy(
             update={"previous": outgoing.deployed_version().model_copy(update={"runtime": None})}
         )
@@ -311,7 +321,7 @@ class Promoter:
             latest = await store.get(running.release.component)
             if latest is None or latest.revision != now.revision:
                 return Outcome.SUPERSEDED, observed
-            if not await self.backend.alive(running.runtime):
+            if not await self.backend.alive(running.runtime, component=running.release.component):
                 return "an instance of the new version exited", observed
             try:
                 observed = await self.probe.counts(now.record.service, now.record.instances) - start
@@ -339,13 +349,16 @@ class Promoter:
         if current is None or current.record.previous is None:
             raise DeployError(f"{component} has no previous version to roll back to")
         previous = current.record.previous
-        if not (previous.runtime and await self._answers(previous)):
+        self._check_record(component, current.record)
+        if not (previous.runtime and await self._answers(component, previous)):
             current = await self._restart(store, component, current, previous, env or {})
         self.say(f"rolling {component} back to {previous.version}")
         return await self._rollback_flip(store, component, current, "manual rollback")
 
-    async def _answers(self, deployed: DeployedVersion) -> bool:
-        if not deployed.runtime or not await self.backend.alive(deployed.runtime):
+    async def _answers(self, component: str, deployed: DeployedVersion) -> bool:
+        if not deployed.runtime or not await self.backend.alive(
+            deployed.runtime, component=component
+        ):
             return False
         try:
             for instance in deployed.instances:
@@ -393,7 +406,7 @@ class Promoter:
             )
         except BaseException:
             with contextlib.suppress(Exception):
-                await self.backend.stop(running.runtime, grace=0)
+                await self._stop(running.release.component, running.runtime, grace=0)
             raise
 
     async def _rollback_flip(
@@ -416,7 +429,7 @@ class Promoter:
         with contextlib.suppress(DeployError):  # stopping below drains it anyway
             await self._wait_serving(current.service, current.instances, serving=False)
         if current.runtime:
-            await self.backend.stop(current.runtime, grace=self.policy.stop_grace)
+            await self._stop(component, current.runtime)
         retired = only_back.model_copy(
             update={"previous": current.deployed_version().model_copy(update={"runtime": None})}
         )
@@ -424,13 +437,30 @@ class Promoter:
         self.say(f"rolled back to {back.color} {back.version} ({reason})")
         return final.record
 
+    # -- the record's runtimes -----------------------------------------------------------------
+
+    def _check_record(self, component: str, record: DeploymentRecord) -> None:
+        """Raise :class:`DeployError` unless the backend accepts every runtime in ``record``
+        (read from the KV: anyone who can write the bucket wrote it)."""
+        for deployed in (record, record.previous):
+            if deployed is not None and deployed.runtime:
+                self.backend.check_runtime(deployed.runtime, component=component)
+
+    async def _stop(
+        self, component: str, runtime: Mapping[str, Any], *, grace: float | None = None
+    ) -> None:
+        grace = self.policy.stop_grace if grace is None else grace
+        await self.backend.stop(runtime, component=component, grace=grace)
+
     # -- talking to instances ----------------------------------------------------------------
 
     async def _wait_healthy(self, service: str, running: Running) -> None:
         deadline = time.monotonic() + self.policy.health_timeout
         for instance in running.instances:
             while True:
-                if not await self.backend.alive(running.runtime):
+                if not await self.backend.alive(
+                    running.runtime, component=running.release.component
+                ):
                     raise DeployError(f"{instance} exited during start-up (see its log)")
                 try:
                     await self.probe.ping(service, instance, timeout=0.5)

@@ -2,7 +2,9 @@
 
 A backend's ``start`` returns a :class:`Running`; what is needed to stop that version
 later goes into the deployments record as ``runtime``, so any deployer (another
-process, a rollback days later) can stop it.
+process, a rollback days later) can stop it. A ``runtime`` read back from the record
+is untrusted input: anyone who can write the KV bucket writes it. Backends check it
+(:meth:`Backend.check_runtime`) before they stop, signal or delete anything it names.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbus.framework.deploy.state import Color
-from agentbus.framework.errors import ConfigError
+from agentbus.framework.errors import ConfigError, DeployError
 from agentbus.interfaces.subjects import token
 
 
@@ -64,6 +66,21 @@ class Running:
         return self.release.version or self.commit[:12]
 
 
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut at ``limit`` characters: a value from the record, for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def tampered(component: str, refusal: str) -> DeployError:
+    """The error for a ``runtime`` that names what no version of ``component`` runs as."""
+    return DeployError(
+        f"refusing to {refusal}; the deployments record of {component} may have been "
+        f"tampered with: check `agentbus deploy status {component}`, and fix or delete "
+        f"its key in the agentbus_deployments bucket before you promote or roll back"
+    )
+
+
 class Backend(ABC):
     """Starts a version of a component under a color, and stops a started one."""
 
@@ -72,10 +89,18 @@ class Backend(ABC):
         """Start ``release.replicas`` instances; return once they are launched (not healthy)."""
 
     @abstractmethod
-    async def stop(self, runtime: Mapping[str, Any], *, grace: float = 10.0) -> None:
-        """Stop what a :class:`Running` ``runtime`` describes: SIGTERM (drain), then kill."""
+    def check_runtime(self, runtime: Mapping[str, Any], *, component: str) -> None:
+        """Raise :class:`DeployError` (see :func:`tampered`) unless ``runtime`` only names
+        what this backend runs for ``component``; acts on nothing."""
 
-    async def alive(self, runtime: Mapping[str, Any]) -> bool:
+    @abstractmethod
+    async def stop(
+        self, runtime: Mapping[str, Any], *, component: str, grace: float = 10.0
+    ) -> None:
+        """Stop what a :class:`Running` ``runtime`` of ``component`` describes: SIGTERM
+        (drain), then kill. Checks ``runtime`` first: a refused one stops nothing."""
+
+    async def alive(self, runtime: Mapping[str, Any], *, component: str) -> bool:
         """Whether every instance is still running (a backend may not know: ``True``)."""
         return True
 

@@ -10,31 +10,41 @@ replica, named after their instance ids, on the cluster's network. The image is
 built once per commit (tag ``<image_repo>:<component>-<sha12>``); a rollback that
 restarts a stopped version reuses it. Needs the ``docker`` extra
 (``pip install agentbus-framework[docker]``).
+
+A ``runtime`` read back from the deployments record is untrusted: :meth:`DockerBackend.stop`
+stops only containers that carry this backend's label with the component as its value,
+and checks every one of them before it stops the first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import posixpath
+import re
 import subprocess
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentbus.framework.deploy.backends.base import Backend, Release, Running
+from agentbus.framework.deploy.backends.base import Backend, Release, Running, shown, tampered
 from agentbus.framework.deploy.state import Color
 from agentbus.framework.errors import ConfigError, DeployError
 
 if TYPE_CHECKING:
     from docker import DockerClient
+    from docker.models.containers import Container
 
 LABEL = "io.agentbus.deploy"
 """Label on every image and container this backend makes (value: the component)."""
 
 
 IGNORED = "Dockerfile\n.dockerignore\n"
+
+CONTAINER_ID = re.compile(r"[0-9a-f]{12,64}|[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""A container id (what ``start`` records) or a container name."""
 
 
 def _archive(repo: Path, commit: str, dockerfile: str, site: Path | None = None) -> bytes:
@@ -134,7 +144,7 @@ class DockerBackend(Backend):
                 containers.append(started)
                 self._started.append(started)
         except DeployError:
-            await self.stop({"containers": containers}, grace=0)
+            await self.stop({"containers": containers}, component=release.component, grace=0)
             raise
         runtime = {
             "backend": "docker",
@@ -217,8 +227,27 @@ class DockerBackend(Backend):
         container_id: str = container.id or instance
         return container_id
 
-    async def alive(self, runtime: Mapping[str, Any]) -> bool:
-        return await asyncio.to_thread(self._alive, list(runtime.get("containers", ())))
+    def check_runtime(self, runtime: Mapping[str, Any], *, component: str) -> None:
+        self._containers(runtime, component)
+
+    def _containers(self, runtime: Mapping[str, Any], component: str) -> list[str]:
+        """The runtime's container ids, once its shape is what ``start`` writes."""
+        backend = runtime.get("backend", "docker")
+        if backend != "docker":
+            raise DeployError(
+                f"the version of {component} to stop ran on the {shown(backend)} "
+                "backend, not on this docker one: pass --backend local (or check `agentbus "
+                f"deploy status {component}`)"
+            )
+        containers = runtime.get("containers", [])
+        if not isinstance(containers, list | tuple) or not all(
+            isinstance(c, str) and CONTAINER_ID.fullmatch(c) for c in containers
+        ):
+            raise tampered(component, f"stop {shown(containers)}: not container ids")
+        return list(containers)
+
+    async def alive(self, runtime: Mapping[str, Any], *, component: str) -> bool:
+        return await asyncio.to_thread(self._alive, self._containers(runtime, component))
 
     def _alive(self, containers: list[str]) -> bool:
         import docker.errors
@@ -232,14 +261,49 @@ class DockerBackend(Backend):
                 return False
         return True
 
-    async def stop(self, runtime: Mapping[str, Any], *, grace: float = 10.0) -> None:
-        """SIGTERM (the service drains), SIGKILL after ``grace`` seconds, then remove."""
-        containers = list(runtime.get("containers", ()))
-        await asyncio.gather(*(asyncio.to_thread(self._stop, c, grace) for c in containers))
+    async def stop(
+        self, runtime: Mapping[str, Any], *, component: str, grace: float = 10.0
+    ) -> None:
+        """SIGTERM (the service drains), SIGKILL after ``grace`` seconds, then remove; only
+        containers labelled ``io.agentbus.deploy=<component>``, all checked before any stops."""
+        ids = self._containers(runtime, component)
+        found = await asyncio.to_thread(self._ours, ids, component)
+        await asyncio.gather(*(asyncio.to_thread(self._stop, c, grace) for c in found))
+
+    def _ours(self, ids: list[str], component: str) -> list[Container]:
+        """The containers of ``ids`` that still exist; :class:`DeployError` if one of them
+        is not a container this backend made for ``component``."""
+        import docker.errors
+
+        found = []
+        for container_id in ids:
+            try:
+                container = self.client.containers.get(container_id)
+            except docker.errors.NotFound:
+                continue
+            label = (container.labels or {}).get(LABEL)
+            if label != component:
+                raise tampered(
+                    component,
+                    f"stop container {container_id[:64]}: its {LABEL} label is "
+                    f"{shown(label)}, not {component!r}",
+                )
+            found.append(container)
+        return found
 
     async def stop_started(self, *, grace: float = 10.0) -> None:
         started, self._started = self._started, []
-        await self.stop({"containers": started}, grace=grace)
+        found = await asyncio.to_thread(self._existing, started)
+        await asyncio.gather(*(asyncio.to_thread(self._stop, c, grace) for c in found))
+
+    def _existing(self, ids: list[str]) -> list[Container]:
+        import docker.errors
+
+        found = []
+        for container_id in ids:
+            with contextlib.suppress(docker.errors.NotFound):
+                found.append(self.client.containers.get(container_id))
+        return found
 
     async def remove_images(self, component: str) -> list[str]:
         """Remove the images built for ``component`` that no container uses; their tags."""
@@ -266,13 +330,10 @@ class DockerBackend(Backend):
             removed.extend(image.tags)
         return removed
 
-    def _stop(self, container_id: str, grace: float) -> None:
+    def _stop(self, container: Container, grace: float) -> None:
         import docker.errors
 
-        try:
-            container = self.client.containers.get(container_id)
-        except docker.errors.NotFound:
-            return
+        container_id = container.id or container.name or "?"
         try:
             container.stop(timeout=max(0, round(grace)))
             container.remove(force=True, v=True)  # with its anonymous volumes

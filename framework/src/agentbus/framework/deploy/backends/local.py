@@ -5,7 +5,9 @@ runs ``python -m agentbus.framework.cli serve <target>`` processes there, with
 the deploy color and component in their environment. The processes outlive the
 command that started them (``agentbus deploy promote`` returns, the version keeps
 serving); what is needed to stop them later goes into the deployments record as
-``runtime``.
+``runtime``. Before it stops a version it checks that version's ``runtime``
+(:mod:`.local_runtime`): the record is untrusted, and a runtime naming a folder
+outside its worktrees, or processes it did not start, stops and removes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from agentbus.framework.deploy.backends.base import Backend, Release, Running
+from agentbus.framework.deploy.backends.local_runtime import (
+    LocalRuntime,
+    is_our_process,
+    parse_runtime,
+    signal_ours,
+)
 from agentbus.framework.deploy.state import Color
 from agentbus.framework.errors import DeployError
 
@@ -37,17 +45,6 @@ def _git(repo: Path, *args: str) -> str:
     if done.returncode != 0:
         raise DeployError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
     return done.stdout.strip()
-
-
-def _is_our_process(pid: int, instance: str) -> bool:
-    """The pid still runs our service for ``instance`` (not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    zombie = status.rsplit(")", 1)[-1].split()[0] == "Z"
-    return not zombie and b"agentbus.framework.cli" in cmdline and instance.encode() in cmdline
 
 
 class LocalBackend(Backend):
@@ -68,7 +65,8 @@ class LocalBackend(Backend):
         self.data_dir = data_dir.resolve()
         self.python_paths = tuple(python_paths)
         self.env = dict(env or {})
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+        """The processes this object started, by pid, with their instance."""
 
     @property
     def root(self) -> Path:
@@ -90,7 +88,8 @@ class LocalBackend(Backend):
                 pid = self._spawn(release, color, instance, worktree, logs)
                 pids.append(pid)
         except OSError as exc:
-            await self.stop({"pids": pids, "instances": instances[: len(pids)]}, grace=0)
+            started = {"pids": pids, "instances": list(instances[: len(pids)])}
+            await self.stop(started, component=release.component, grace=0)
             raise DeployError(f"cannot start {release.component} at {commit[:12]}: {exc}") from exc
         runtime = {
             "backend": "local",
@@ -144,15 +143,15 @@ class LocalBackend(Backend):
                 stderr=out,
                 start_new_session=True,  # outlives the promoting command, and its Ctrl-C
             )
-        self._children[process.pid] = process
+        self._children[process.pid] = (process, instance)
         return process.pid
 
     async def stop_started(self, *, grace: float = 10.0) -> None:
         """Stop every process this backend started that still runs (shutdown, tests)."""
-        for child in list(self._children.values()):
+        for child, _ in list(self._children.values()):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for pid, child in list(self._children.items()):
+        for pid, (child, _) in list(self._children.items()):
             try:
                 await asyncio.wait_for(asyncio.to_thread(child.wait), grace + 5)
             except TimeoutError:
@@ -160,33 +159,54 @@ class LocalBackend(Backend):
                 await asyncio.to_thread(child.wait)
             self._children.pop(pid, None)
 
-    async def alive(self, runtime: Mapping[str, Any]) -> bool:
-        pairs = zip(runtime.get("pids", ()), runtime.get("instances", ()), strict=False)
-        return all(self._running(pid, instance) for pid, instance in pairs)
+    @property
+    def worktrees(self) -> Path:
+        return self.root / "worktrees"
 
-    def _running(self, pid: int, instance: str) -> bool:
-        child = self._children.get(pid)
-        if child is not None:
-            return child.poll() is None
-        return _is_our_process(pid, instance)
+    def check_runtime(self, runtime: Mapping[str, Any], *, component: str) -> None:
+        parse_runtime(runtime, worktrees=self.worktrees, component=component)
 
-    async def stop(self, runtime: Mapping[str, Any], *, grace: float = 10.0) -> None:
-        pairs = list(zip(runtime.get("pids", ()), runtime.get("instances", ()), strict=False))
-        running = [(pid, i) for pid, i in pairs if self._running(pid, i)]
-        for pid, _ in running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+    async def alive(self, runtime: Mapping[str, Any], *, component: str) -> bool:
+        checked = parse_runtime(runtime, worktrees=self.worktrees, component=component)
+        return all(self._running(pid, i, checked.worktree) for pid, i in checked.processes)
+
+    def _running(self, pid: int, instance: str, worktree: Path | None) -> bool:
+        if pid in self._children:
+            child, started_as = self._children[pid]
+            return started_as == instance and child.poll() is None
+        return is_our_process(pid, instance, worktree)
+
+    def _signal(self, pid: int, instance: str, worktree: Path | None, sig: signal.Signals) -> None:
+        if pid in self._children:
+            child, started_as = self._children[pid]
+            if started_as == instance and child.poll() is None:
+                child.send_signal(sig)
+            return
+        signal_ours(pid, instance, worktree, sig)
+
+    async def stop(
+        self, runtime: Mapping[str, Any], *, component: str, grace: float = 10.0
+    ) -> None:
+        checked = parse_runtime(runtime, worktrees=self.worktrees, component=component)
+        await self._stop_processes(checked, grace)
+        if checked.worktree is not None:
+            await asyncio.to_thread(self._remove_worktree, checked.worktree)
+
+    async def _stop_processes(self, checked: LocalRuntime, grace: float) -> None:
+        worktree = checked.worktree
+        running = [(p, i) for p, i in checked.processes if self._running(p, i, worktree)]
+        for pid, instance in running:
+            self._signal(pid, instance, worktree, signal.SIGTERM)
         deadline = time.monotonic() + grace + 5
         for _ in range(int((grace + 5) / 0.05) + 1):
-            if time.monotonic() >= deadline or not any(self._running(p, i) for p, i in running):
+            if time.monotonic() >= deadline or not any(
+                self._running(p, i, worktree) for p, i in running
+            ):
                 break
             await asyncio.sleep(0.05)
         for pid, instance in running:
-            if self._running(pid, instance):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            child = self._children.pop(pid, None)
+            if self._running(pid, instance, worktree):
+                self._signal(pid, instance, worktree, signal.SIGKILL)
+            child = self._children.pop(pid, (None, ""))[0]
             if child is not None:
                 await asyncio.to_thread(child.wait)
-        if worktree := runtime.get("worktree"):
-            await asyncio.to_thread(self._remove_worktree, Path(worktree))

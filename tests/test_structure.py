@@ -21,6 +21,7 @@ FRAMEWORK_FACADES = (
     "agentbus.framework.cli",
     "agentbus.framework.deploy",
     "agentbus.framework.deploy.backends",
+    "agentbus.framework.deploy.policy",
     "agentbus.framework.deploy.promote",
     "agentbus.framework.testing",
 )

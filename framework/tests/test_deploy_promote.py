@@ -30,7 +30,8 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.deploy import DeploymentStore
 from agentbus.framework.deploy.backends import LocalBackend, Release
-from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
+from agentbus.framework.deploy.policy import Outcome, PromotionPolicy
+from agentbus.framework.deploy.promote import Promoter
 from agentbus.framework.deploy.state import DeploymentRecord
 from agentbus.framework.testing import eventually
 from agentbus.interfaces.message import Interface

@@ -24,7 +24,8 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.deploy import DeploymentStore
 from agentbus.framework.deploy.backends import LocalBackend, Release
-from agentbus.framework.deploy.promote import Promoter, PromotionPolicy
+from agentbus.framework.deploy.policy import PromotionPolicy
+from agentbus.framework.deploy.promote import Promoter
 from agentbus.framework.deploy.state import DeployedVersion, DeploymentRecord
 from agentbus.framework.errors import DeployError
 from agentbus.interfaces.message import Interface

@@ -34,7 +34,8 @@ from framework_helpers import unique
 from agentbus.framework import Bus, Settings
 from agentbus.framework.deploy.backends import Release
 from agentbus.framework.deploy.backends.docker import LABEL, DockerBackend
-from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
+from agentbus.framework.deploy.policy import Outcome, PromotionPolicy
+from agentbus.framework.deploy.promote import Promoter
 from agentbus.framework.testing import eventually
 from agentbus.interfaces.message import Interface
 from agentbus.interfaces.metadata import Source

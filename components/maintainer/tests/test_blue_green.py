@@ -13,7 +13,7 @@ import pytest
 from maintainer_helpers import Decisions, MakeSample, StartMaintainer, head
 
 from agentbus.framework import Bus, Settings
-from agentbus.framework.deploy.promote import PromotionPolicy
+from agentbus.framework.deploy.policy import PromotionPolicy
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
 from agentbus.interfaces.metadata import new_id
 from agentbus.maintainer.deployers import BlueGreenDeployer, PromotionRejected, current_deployment

@@ -24,7 +24,7 @@ from git import Git, GitCommandError
 from agentbus.framework import Bus, Settings
 from agentbus.framework.deploy import DeployedVersion, DeploymentRecord, DeploymentStore
 from agentbus.framework.deploy.backends import Backend, Release, backend_for
-from agentbus.framework.deploy.promote import Outcome, PromotionPolicy
+from agentbus.framework.deploy.policy import Outcome, PromotionPolicy
 from agentbus.framework.deploy.promote import promote as blue_green
 from agentbus.maintainer.context import ComponentContext
 from agentbus.maintainer.errors import MaintainerError

@@ -21,8 +21,9 @@ from agentbus.framework.bus import Bus, resolve_nats_url
 from agentbus.framework.cli.common import Options, console, options, parse_json, run, with_bus
 from agentbus.framework.config import Settings
 from agentbus.framework.deploy.backends import Backend, Release, backend_for
+from agentbus.framework.deploy.policy import Outcome, PromotionPolicy
 from agentbus.framework.deploy.probe import SmokeRequest
-from agentbus.framework.deploy.promote import Outcome, Promoter, PromotionPolicy
+from agentbus.framework.deploy.promote import Promoter
 from agentbus.framework.deploy.roles import SERVING_KEY
 from agentbus.framework.deploy.state import DeployedVersion, DeploymentRecord, DeploymentStore
 from agentbus.framework.errors import BusError, ConfigError, NotConnectedError

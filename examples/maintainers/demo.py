@@ -368,7 +368,7 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
         # The deployed processes outlive the cluster (as deployments do): stop them here.
         for slot in (deployment or {}, (deployment or {}).get("previous") or {}):
             if slot.get("runtime"):
-                await seed.backend.stop(slot["runtime"], grace=5)
+                await seed.backend.stop(slot["runtime"], component=SAMPLE, grace=5)
         await seed.backend.stop_started(grace=5)
         if isinstance(seed.backend, DockerBackend):
             removed = await seed.backend.remove_images(SAMPLE)

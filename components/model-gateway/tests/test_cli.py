@@ -33,7 +33,8 @@ def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
 def cluster(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[dict[str, str]]:
     (tmp_path / "agentbus.toml").write_text(
         '[nats]\nport = 0\n\n[[service]]\nname = "model-gateway"\n'
-        'target = "agentbus.model_gateway.service:ModelGateway"\n',
+        'target = "agentbus.model_gateway.service:ModelGateway"\n'
+        'pass_env = ["OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY"]\n',
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}

@@ -45,7 +45,9 @@ def list_models(
     if not catalog.aliases:
         console.print(
             "no model is configured: add [aliases.<name>] to models.toml (AGENTBUS_MODELS_FILE), "
-            "or set OPENAI_BASE_URL / OPENAI_API_KEY / ANTHROPIC_API_KEY for the gateway"
+            "or set OPENAI_BASE_URL / OPENAI_API_KEY / ANTHROPIC_API_KEY for the gateway "
+            "(under `agentbus up`, list them in its pass_env)",
+            markup=False,
         )
         return
     table = Table(title=f"model aliases ({catalog.source})")

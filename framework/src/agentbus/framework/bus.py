@@ -9,6 +9,7 @@ nothing it does not use.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar
 
@@ -29,6 +30,7 @@ from agentbus.framework.config import Settings, redact_url
 from agentbus.framework.embedded import discovered_url
 from agentbus.framework.errors import (
     BusError,
+    ConfigError,
     NoRespondersError,
     NotConnectedError,
     RemoteError,
@@ -50,16 +52,84 @@ def resolve_nats_url(settings: Settings) -> str | None:
     return settings.nats_url or discovered_url(settings.data_dir)
 
 
-def _security(settings: Settings) -> NatsSecurity | None:
-    """One way to authenticate: a credentials file, else a token, else user and password."""
+def tls_context(settings: Settings, url: str | None = None) -> ssl.SSLContext | None:
+    """The client's TLS context when TLS is on (``Settings.nats_tls``, or a ``tls://`` ``url``),
+    else ``None``."""
+    if not (settings.nats_tls or (url or "").startswith("tls://")):
+        return None
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"nats_tls_ca: {settings.nats_tls_ca} is not a PEM CA bundle ({_reason(exc)}); "
+            "fix AGENTBUS_NATS_TLS_CA"
+        ) from None
+    if settings.nats_tls_cert and settings.nats_tls_key:
+        try:
+            context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+        except (OSError, ssl.SSLError) as exc:  # the message names no key material
+            raise ConfigError(
+                f"nats_tls_cert/nats_tls_key: {settings.nats_tls_cert} and "
+                f"{settings.nats_tls_key} are not a PEM certificate and its unencrypted key "
+                f"({_reason(exc)}); fix AGENTBUS_NATS_TLS_CERT and AGENTBUS_NATS_TLS_KEY"
+            ) from None
+    return context
+
+
+def _reason(exc: OSError) -> str:
+    return getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+
+
+def tls_advice(exc: ssl.SSLError) -> str:
+    """Which setting a failed TLS handshake points at."""
+    text = str(exc).lower()
+    if "mismatch" in text:  # hostname or IP address not in the server's certificate
+        return (
+            "the server's certificate is not for the URL's host: connect by a name the "
+            "certificate carries, or set AGENTBUS_NATS_TLS_SERVER_NAME to it"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            "the server's certificate is not signed by a trusted CA: set AGENTBUS_NATS_TLS_CA "
+            "to the CA bundle that signed it"
+        )
+    return (
+        "the server refused the TLS handshake; if it verifies clients, set "
+        "AGENTBUS_NATS_TLS_CERT and AGENTBUS_NATS_TLS_KEY to a client certificate signed by "
+        "the CA it trusts (and check AGENTBUS_NATS_TLS_CA)"
+    )
+
+
+def _speaks_tls(nc: Client) -> bool:
+    """Whether nats-py upgraded the connection to TLS. It does exactly when the server's INFO
+    requires TLS; nats-py 2.16 otherwise carries on in plaintext, even for a ``tls://`` URL."""
+    url = nc.connected_url
+    return bool(url and url.scheme == "wss") or bool(nc._server_info.get("tls_required"))
+
+
+def _security(settings: Settings, context: ssl.SSLContext | None) -> NatsSecurity | None:
+    """One way to authenticate (a credentials file, else a token, else user and password),
+    over TLS when ``context`` is given."""
+    server_name = settings.nats_tls_server_name
     if settings.nats_creds_file is not None:
-        return NatsCredentials(credentials=str(settings.nats_creds_file))
+        return NatsCredentials(
+            str(settings.nats_creds_file), ssl_context=context, tls_hostname=server_name
+        )
     if settings.nats_token is not None:
-        return NatsToken(token=settings.nats_token.get_secret_value())
+        return NatsToken(
+            settings.nats_token.get_secret_value(), ssl_context=context, tls_hostname=server_name
+        )
     if settings.nats_user and settings.nats_password is not None:
         return NatsUserPassword(
-            username=settings.nats_user, password=settings.nats_password.get_secret_value()
+            settings.nats_user,
+            settings.nats_password.get_secret_value(),
+            ssl_context=context,
+            tls_hostname=server_name,
         )
+    if context is not None:
+        return NatsSecurity(ssl_context=context, tls_hostname=server_name)
     return None
 
 
@@ -80,9 +150,12 @@ class Bus:
         self.settings = settings
         self.source = source
         self._url = url or resolve_nats_url(settings)
+        self._tls = tls_context(settings, self._url)
+        self._tls_error: ssl.SSLError | None = None
         self.broker = NatsBroker(
             self._url or "nats://127.0.0.1:4222",
-            security=_security(settings),
+            security=_security(settings, self._tls),
+            error_cb=self._on_nats_error,
             name=str(source),
             logger=logging.getLogger("agentbus.faststream"),
             log_level=logging.DEBUG,
@@ -108,12 +181,34 @@ class Bus:
         try:
             await self.broker.start()
         except (OSError, nats.errors.Error) as exc:
+            tls_error = exc if isinstance(exc, ssl.SSLError) else self._tls_error
+            if tls_error is not None:
+                raise NotConnectedError(
+                    f"cannot connect to NATS at {redact_url(self._url)} over TLS: "
+                    f"{_reason(tls_error)}; {tls_advice(tls_error)}"
+                ) from exc
             raise NotConnectedError(
                 f"cannot reach NATS at {redact_url(self._url)}: {exc or type(exc).__name__}; "
                 "is the server running? (`agentbus up`, or check AGENTBUS_NATS_URL)"
             ) from exc
+        if self._tls is not None and not _speaks_tls(self.nc):
+            await self.broker.stop()
+            raise NotConnectedError(
+                f"TLS is on (a tls:// URL or AGENTBUS_NATS_TLS_*) but the NATS server at "
+                f"{redact_url(self._url)} does not offer TLS: configure TLS on the server, or "
+                "unset the AGENTBUS_NATS_TLS_* settings and use a nats:// URL"
+            )
         self._connected = True
         return self
+
+    async def _on_nats_error(self, exc: Exception) -> None:
+        """nats-py's error callback: a TLS failure before the first connection ends the
+        attempt, since retrying cannot fix a certificate and nats-py 2.16 hangs after a failed
+        handshake (nats-io/nats.py#718). Later ones are kept for the message."""
+        if isinstance(exc, ssl.SSLError):
+            self._tls_error = exc
+            if not self._connected:
+                raise exc
 
     async def close(self) -> None:
         if self._connected:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentbus.framework.errors import ConfigError
@@ -36,6 +36,22 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = None
     nats_token: SecretStr | None = None
     nats_creds_file: Path | None = None
+    nats_tls_ca: Path | None = Field(
+        default=None,
+        description="TLS: the CA bundle (PEM) that signed the server's certificate; unset with "
+        "TLS on: the system's CAs.",
+    )
+    nats_tls_cert: Path | None = Field(
+        default=None, description="TLS: client certificate (PEM), for servers that verify clients."
+    )
+    nats_tls_key: Path | None = Field(
+        default=None, description="TLS: the client certificate's private key (PEM, unencrypted)."
+    )
+    nats_tls_server_name: str | None = Field(
+        default=None,
+        description="TLS: the name the server's certificate must carry, when the URL's host "
+        "is another (an IP, a container alias).",
+    )
     data_dir: Path = Field(default=Path(".agentbus"), description="Embedded NATS data and state.")
     instance: str | None = Field(default=None, description="Instance id; random when unset.")
     metrics_port: int | None = Field(
@@ -83,6 +99,34 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    @field_validator("nats_tls_ca", "nats_tls_cert", "nats_tls_key")
+    @classmethod
+    def _tls_file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} does not exist or is not a file; point it at a PEM file")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_cert_and_key_together(self) -> Settings:
+        if (self.nats_tls_cert is None) != (self.nats_tls_key is None):
+            have, missing = ("cert", "key") if self.nats_tls_key is None else ("key", "cert")
+            raise ValueError(
+                f"nats_tls_{have} is set but nats_tls_{missing} is not: a client certificate "
+                f"needs both; set {ENV_PREFIX}NATS_TLS_{missing.upper()} too, or unset "
+                f"{ENV_PREFIX}NATS_TLS_{have.upper()}"
+            )
+        return self
+
+    @property
+    def nats_tls(self) -> bool:
+        """Whether the connection to NATS must be TLS: a ``tls://`` URL or any TLS setting."""
+        return bool(
+            (self.nats_url or "").startswith("tls://")
+            or self.nats_tls_ca
+            or self.nats_tls_cert
+            or self.nats_tls_server_name
+        )
+
     def redacted_nats_url(self) -> str:
         return redact_url(self.nats_url) if self.nats_url else "(embedded)"
 
@@ -110,6 +154,8 @@ def _explain(exc: ValidationError, path: Path | None) -> str:
     lines = [
         f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (set it{where} or as "
         f"{ENV_PREFIX}{str(e['loc'][0]).upper()})"
+        if e["loc"]
+        else f"{e['msg']}{where}"  # a check across settings names them itself
         for e in exc.errors()
     ]
     return "invalid settings: " + "; ".join(lines)

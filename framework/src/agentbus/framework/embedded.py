@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -78,11 +79,38 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The server's certificate and key (PEM files); with ``verify``, clients must present a
+    certificate signed by ``ca`` (client verification needs ``ca``)."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+    verify: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verify and self.ca is None:
+            raise EmbeddedNatsError(
+                "ServerTls(verify=True) needs ca: the CA that signs the client certificates"
+            )
+
+    def argv(self) -> list[str]:
+        """nats-server's command-line flags for this configuration."""
+        argv = ["--tls", "--tlscert", str(self.cert), "--tlskey", str(self.key)]
+        if self.ca is not None:
+            argv += ["--tlscacert", str(self.ca)]
+        if self.verify:
+            argv.append("--tlsverify")
+        return argv
+
+
 class EmbeddedNats:
     """Start and stop one nats-server with JetStream on loopback.
 
     ``port=0`` picks a free port. ``store_dir`` keeps JetStream data across
-    restarts (file storage); the default is ``<data_dir>/jetstream``.
+    restarts (file storage); the default is ``<data_dir>/jetstream``. ``tls``
+    makes clients speak TLS (the URL is then ``tls://``).
     """
 
     def __init__(
@@ -94,6 +122,7 @@ class EmbeddedNats:
         monitor_port: int | None = None,
         store_dir: Path | None = None,
         write_url_file: bool = False,
+        tls: ServerTls | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
@@ -101,11 +130,12 @@ class EmbeddedNats:
         self.monitor_port = monitor_port
         self.store_dir = store_dir or data_dir / "jetstream"
         self.write_url_file = write_url_file
+        self.tls = tls
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -137,6 +167,8 @@ class EmbeddedNats:
         ]  # fmt: skip
         if self.monitor_port is not None:
             argv += ["--http_port", str(self.monitor_port)]
+        if self.tls is not None:
+            argv += self.tls.argv()
         self._process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -218,4 +250,4 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:]) or "(empty log)"
 
 
-__all__ = ["EmbeddedNats", "discovered_url", "free_port", "nats_server_binary"]
+__all__ = ["EmbeddedNats", "ServerTls", "discovered_url", "free_port", "nats_server_binary"]

@@ -79,7 +79,13 @@ def tls_context(settings: Settings, url: str | None = None) -> ssl.SSLContext | 
 
 
 def _reason(exc: OSError) -> str:
-    return getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+    """What went wrong, in OpenSSL's words when it has them (never a file's content)."""
+    return (
+        getattr(exc, "verify_message", None)
+        or getattr(exc, "reason", None)
+        or exc.strerror
+        or type(exc).__name__
+    )
 
 
 def tls_advice(exc: ssl.SSLError) -> str:
@@ -178,6 +184,7 @@ class Bus:
                 "no NATS server configured: run `agentbus up` (it starts one), or set "
                 "AGENTBUS_NATS_URL"
             )
+        self._tls_error = None
         try:
             await self.broker.start()
         except (OSError, nats.errors.Error) as exc:

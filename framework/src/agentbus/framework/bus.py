@@ -216,6 +216,7 @@ class Bus:
             self._tls_error = exc
             if not self._connected:
                 raise exc
+        log.warning("NATS connection %s: %s", self._source_text, exc or type(exc).__name__)
 
     async def close(self) -> None:
         if self._connected:

@@ -85,6 +85,8 @@ PROVIDER_VARIABLES = (
     "AGENTBUS_MODELS_FILE",
 )
 SAMPLE = "sample-greeter"
+ENDED = ("promoted", "failed", "escalated", "proposed", "rejected", "needs-human")
+"""The outcomes a maintainer records last for a change it acted on."""
 EVENTS_TO_SEND: list[tuple[str, Interface[Any, Any], BusMessage]] = [
     (
         "a patch dependency update: greetlib 1.0.0 -> 1.0.1",
@@ -344,14 +346,14 @@ async def drive(settings: Settings, maintained: list[str], sample: Path) -> dict
                     await asyncio.wait_for(changed.wait(), 60)
 
         def finished() -> bool:
+            """Every maintainer decided every event, and each change the sample's maintainer
+            acted on has its last record (a deployment it started has ended)."""
             first = {(r.component, r.event_id) for r in records if r.event_id in event_ids}
-            sample_results = [
-                r
-                for r in records
-                if r.component == SAMPLE
-                and (r.outcome in ("promoted", "failed") or "report" in r.details)
-            ]
-            return len(first) >= len(maintained) * len(event_ids) and len(sample_results) >= 2
+            mine = [r for r in records if r.component == SAMPLE]
+            acting = {r.event_id for r in mine if r.outcome == "acting"}
+            ended = {r.event_id for r in mine if r.outcome in ENDED}
+            decided = len(first) >= len(maintained) * len(event_ids)
+            return decided and len(acting) >= 2 and acting <= ended
 
         deadline = time.monotonic() + 180
         while not finished():

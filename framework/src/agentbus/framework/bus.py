@@ -194,9 +194,16 @@ class Bus:
                     f"cannot connect to NATS at {redact_url(self._url)} over TLS: "
                     f"{_reason(tls_error)}; {tls_advice(tls_error)}"
                 ) from exc
+            hint = "is the server running? (`agentbus up`, or check AGENTBUS_NATS_URL)"
+            if self._tls is not None:  # TLS 1.3: a refused client certificate looks like this
+                hint += (
+                    "; over TLS, a server that verifies clients drops one without an accepted "
+                    "certificate: check AGENTBUS_NATS_TLS_CERT, AGENTBUS_NATS_TLS_KEY and "
+                    "AGENTBUS_NATS_TLS_CA"
+                )
             raise NotConnectedError(
                 f"cannot reach NATS at {redact_url(self._url)}: {exc or type(exc).__name__}; "
-                "is the server running? (`agentbus up`, or check AGENTBUS_NATS_URL)"
+                + hint
             ) from exc
         if self._tls is not None and not _speaks_tls(self.nc):
             await self.broker.stop()

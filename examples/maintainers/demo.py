@@ -224,13 +224,17 @@ def compose_deploy_environment(url: str) -> dict[str, str]:
     return {}
 
 
-def sample_containers() -> list[str]:
-    """Containers the docker backend runs for the sample (none are left after the demo)."""
+def sample_containers(*, remove: bool = False) -> list[str]:
+    """The names of the containers the docker backend runs for the sample (none are left
+    after a demo), removed first when ``remove``: only an interrupted earlier demo leaves
+    any, and its instance names repeat from run to run, so they would block this one."""
     import docker
 
     client = docker.from_env()
     try:
         found = client.containers.list(all=True, filters={"label": f"{LABEL}={SAMPLE}"})
+        for container in found if remove else ():
+            container.remove(force=True)
     finally:
         client.close()
     return [container.name or container.id or "?" for container in found]
@@ -425,6 +429,8 @@ def main() -> None:
         env.update(uv_environment(wheel_folder(scratch / "wheels")))
         deploy = compose_deploy_environment(external) if external else {}
         env.update(deploy)
+        if deploy and (stale := sample_containers(remove=True)):
+            print(f"removed containers an interrupted demo left behind: {', '.join(stale)}")
         sample = sample_repository(scratch / "sample-repo", name=SAMPLE)
         path, maintained = cluster_file(scratch, sample, external)
         if external:

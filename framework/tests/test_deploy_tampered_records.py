@@ -214,3 +214,29 @@ async def test_a_record_naming_any_instance_is_refused_before_anything_is_signal
 
     assert stranger.poll() is None, "the stranger was not signalled"
     assert "refusing to stop instance '': not an instance of this version" in message
+
+
+@pytest.mark.parametrize(
+    ("target", "commit"),
+    [
+        ("x:Y --instance other -m pip", None),  # extra arguments, not a module:Class
+        (None, "--output=/tmp/agentbus-tampered"),  # an option, not a commit
+        (None, "v1"),  # a name someone can move, not the recorded sha
+    ],
+)
+async def test_a_rollback_does_not_restart_what_the_record_names_unless_it_is_a_version(
+    kit: Kit, target: str | None, commit: str | None
+) -> None:
+    stopped = kit.stopped_v1().model_copy(
+        update={k: v for k, v in (("target", target), ("commit", commit)) if v is not None}
+    )
+    revision = await kit.write(None, stopped)
+
+    message = await refusal(kit.promoter.rollback(kit.component))
+
+    assert message.startswith("refusing to restart"), message
+    assert "tampered" in message
+    current = await kit.store.get(kit.component)
+    assert current is not None
+    assert current.revision == revision, "the record is unchanged: nothing was started"
+    assert not any((kit.backend.root / "worktrees").glob(f"{kit.component}-*"))

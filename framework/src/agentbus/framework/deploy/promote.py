@@ -339,6 +339,7 @@ class Promoter:
         env: Mapping[str, str],
     ) -> Versioned:
         active = current.record
+        previous.check_restartable(component)
         release = Release(
             component=component,
             target=previous.target,

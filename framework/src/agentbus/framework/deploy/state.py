@@ -18,6 +18,7 @@ revision, so two promoters cannot both win.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -48,6 +49,27 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut at ``limit`` characters: a value from the record, for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def tampered(component: str, refusal: str) -> DeployError:
+    """The error for a ``runtime`` that names what no version of ``component`` runs as."""
+    return DeployError(
+        f"refusing to {refusal}; the deployments record of {component} may have been "
+        f"tampered with: check `agentbus deploy status {component}`, and fix or delete "
+        f"its key in the agentbus_deployments bucket before you promote or roll back"
+    )
+
+
+RESTARTABLE_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+"""A restarted version's recorded commit: a full sha (the record is input)."""
+TARGET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+"""``package.module:Class``."""
+
+
 class DeployedVersion(BaseModel):
     """One version of a component, running (or once run) under one color."""
 
@@ -62,6 +84,18 @@ class DeployedVersion(BaseModel):
     runtime: dict[str, Any] | None = Field(
         default=None, description="What the backend needs to stop this version; null: stopped."
     )
+
+    def check_restartable(self, component: str) -> None:
+        """Raise :class:`DeployError` unless this version, read from the KV, may be started
+        again: a ``package.module:Class`` at a full commit sha. (Which class a writer of the
+        bucket may name is for the bucket's permissions to decide: any well-formed target
+        at any commit of the repository passes here.)"""
+        if not (RESTARTABLE_COMMIT.fullmatch(self.commit) and TARGET.fullmatch(self.target)):
+            raise tampered(
+                component,
+                f"restart {shown(self.target)} at {shown(self.commit)}: a restart runs a "
+                "package.module:Class at a full commit sha",
+            )
 
 
 class DeploymentRecord(DeployedVersion):

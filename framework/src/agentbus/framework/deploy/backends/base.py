@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbus.framework.deploy.state import Color
-from agentbus.framework.errors import ConfigError, DeployError
+from agentbus.framework.errors import ConfigError
 from agentbus.interfaces.subjects import token
 
 
@@ -64,21 +64,6 @@ class Running:
     @property
     def version(self) -> str:
         return self.release.version or self.commit[:12]
-
-
-def shown(value: object, limit: int = 200) -> str:
-    """``repr(value)`` cut at ``limit`` characters: a value from the record, for a message."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}..."
-
-
-def tampered(component: str, refusal: str) -> DeployError:
-    """The error for a ``runtime`` that names what no version of ``component`` runs as."""
-    return DeployError(
-        f"refusing to {refusal}; the deployments record of {component} may have been "
-        f"tampered with: check `agentbus deploy status {component}`, and fix or delete "
-        f"its key in the agentbus_deployments bucket before you promote or roll back"
-    )
 
 
 class Backend(ABC):

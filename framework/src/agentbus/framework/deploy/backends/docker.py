@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentbus.framework.deploy.backends.base import Backend, Release, Running, shown, tampered
-from agentbus.framework.deploy.state import Color
+from agentbus.framework.deploy.backends.base import Backend, Release, Running
+from agentbus.framework.deploy.state import Color, shown, tampered
 from agentbus.framework.errors import ConfigError, DeployError
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentbus.framework.deploy.backends.base import shown, tampered
+from agentbus.framework.deploy.state import shown, tampered
 from agentbus.framework.errors import DeployError
 
 SERVE_ARGV = [b"-m", b"agentbus.framework.cli", b"serve"]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbus.framework.bus import Bus
+from agentbus.framework.deploy.backends import LocalBackend
 from agentbus.framework.deploy.probe import SmokeRequest
 from agentbus.framework.errors import BusError, RemoteError
 from agentbus.interfaces.message import BusMessage, Interface, request_interface
@@ -113,6 +114,23 @@ def make_repo(path: Path) -> Path:
         git(path, "commit", "-q", "-m", f"{tag}: {mode}")
         git(path, "tag", tag)
     return path
+
+
+def deploy_backend(
+    repo: Path, data_dir: Path, nats_url: str, interface: str, component: str, grace: float
+) -> LocalBackend:
+    """A local backend whose versions serve the test service as ``component`` on ``interface``,
+    stopping within ``grace`` seconds."""
+    return LocalBackend(
+        repo,
+        nats_url=nats_url,
+        data_dir=data_dir,
+        env={
+            "DEPLOY_TEST_INTERFACE": interface,
+            "DEPLOY_TEST_SERVICE": component,
+            "AGENTBUS_SHUTDOWN_GRACE": f"{grace:g}",
+        },
+    )
 
 
 def cluster_file(repo: Path, component: str, interface: str) -> None:

@@ -20,6 +20,7 @@ from deploy_helpers import (
     Ask,
     Load,
     ask_interface,
+    deploy_backend,
     instances_of,
     make_repo,
     smoke,
@@ -72,15 +73,8 @@ async def kit(settings: Settings, bus: Bus, tmp_path: Path) -> AsyncIterator[Kit
     component = unique("svc")
     interface = ask_interface(f"test.deploy{uuid.uuid4().hex[:10]}")
     assert settings.nats_url is not None
-    backend = LocalBackend(
-        repo,
-        nats_url=settings.nats_url,
-        data_dir=tmp_path / "agentbus",
-        env={
-            "DEPLOY_TEST_INTERFACE": interface.name,
-            "DEPLOY_TEST_SERVICE": component,
-            "AGENTBUS_SHUTDOWN_GRACE": "5",
-        },
+    backend = deploy_backend(
+        repo, tmp_path / "agentbus", settings.nats_url, interface.name, component, grace=5
     )
     promoter = Promoter(bus, backend, POLICY)
     store = await DeploymentStore.open(bus.js)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_helpers import TARGET, Answer, Ask, ask_interface, git, make_repo
+from deploy_helpers import TARGET, Answer, Ask, ask_interface, deploy_backend, git, make_repo
 from framework_helpers import unique
 
 from agentbus.framework.bus import Bus
@@ -88,15 +88,8 @@ async def kit(settings: Settings, bus: Bus, tmp_path: Path) -> AsyncIterator[Kit
     component = unique("svc")
     interface = ask_interface(f"test.deploy{uuid.uuid4().hex[:10]}")
     assert settings.nats_url is not None
-    backend = LocalBackend(
-        repo,
-        nats_url=settings.nats_url,
-        data_dir=tmp_path / "agentbus",
-        env={
-            "DEPLOY_TEST_INTERFACE": interface.name,
-            "DEPLOY_TEST_SERVICE": component,
-            "AGENTBUS_SHUTDOWN_GRACE": "2",
-        },
+    backend = deploy_backend(
+        repo, tmp_path / "agentbus", settings.nats_url, interface.name, component, grace=2
     )
     store = await DeploymentStore.open(bus.js)
     try:

@@ -43,6 +43,7 @@ from agentbus.framework import (
     handles,
     serve,
 )
+from agentbus.framework.auth import AuthFolder, Grants, Identity, client_grants, service_grants
 from agentbus.interfaces import BusMessage, Source, request_interface
 
 PAYLOAD = "x" * 1024
@@ -64,9 +65,36 @@ class EchoService(Service):
         return Echo(payload=request.payload)
 
 
-async def serve_raw(url: str, ready: asyncio.Event | None = None) -> None:
+RAW = "raw"
+"""The baseline's identity: publish bench.raw, answer it, read its own inbox."""
+
+
+def make_identities(data_dir: Path) -> None:
+    """Authentication on, as on every server agentbus starts: the echo service with the
+    grants derived from its class, the agentbus client, and the baseline's identity."""
+    AuthFolder.of(data_dir).write(
+        [
+            Identity(EchoService.name, "service", service_grants(EchoService, EchoService.name)),
+            Identity("bench", "client", client_grants("bench", (ECHO,))),
+            Identity(
+                RAW,
+                "client",
+                Grants.of(["bench.raw"], ["bench.raw q", "_INBOX_raw.>"], responses=True),
+            ),
+        ]
+    )
+
+
+async def raw_connect(url: str, data_dir: Path) -> nats.NATS:
+    seed = AuthFolder.of(data_dir).seed_file(RAW)
+    if not seed.is_file():  # --no-auth
+        return await nats.connect(url)
+    return await nats.connect(url, nkeys_seed=str(seed), inbox_prefix="_INBOX_raw")
+
+
+async def serve_raw(url: str, data_dir: Path, ready: asyncio.Event | None = None) -> None:
     """The baseline server: a nats-py callback that answers with the request's bytes."""
-    connection = await nats.connect(url)
+    connection = await raw_connect(url, data_dir)
 
     async def respond(msg: Msg) -> None:
         await connection.publish(msg.reply, msg.data)
@@ -111,11 +139,18 @@ async def wait_until_served(raw_call: Call, bus_call: Call) -> None:
                 await asyncio.sleep(0.05)
 
 
-async def main(requests: int, in_flight: int, layout: str) -> dict[str, float]:
+async def main(
+    requests: int, in_flight: int, layout: str, *, auth: bool = True
+) -> dict[str, float]:
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedNats(Path(tmp)) as server:
+    with contextlib.ExitStack() as files:
+        tmp = files.enter_context(tempfile.TemporaryDirectory())
+        if auth:
+            make_identities(Path(tmp))
+        config = AuthFolder.of(Path(tmp)).server_config if auth else None
+        server = files.enter_context(EmbeddedNats(Path(tmp), auth=config))
         settings = settings_for(server.url, Path(tmp))
-        raw_client = await nats.connect(server.url)
+        raw_client = await raw_connect(server.url, Path(tmp))
         data = Echo(payload=PAYLOAD).model_dump_json().encode()
 
         async def raw_call() -> object:
@@ -124,7 +159,7 @@ async def main(requests: int, in_flight: int, layout: str) -> dict[str, float]:
         message = Echo(payload=PAYLOAD)
         async with contextlib.AsyncExitStack() as stack:
             if layout == "shared":
-                await serve_raw(server.url, asyncio.Event())
+                await serve_raw(server.url, Path(tmp), asyncio.Event())
                 await stack.enter_async_context(EchoService(settings))
             else:
                 stack.enter_context(server_processes(server.url, Path(tmp)))
@@ -188,7 +223,7 @@ def report(result: dict[str, float], requests: int, in_flight: int, layout: str)
 
 async def serve_role(role: str, url: str, data_dir: Path) -> None:
     if role == "raw":
-        await serve_raw(url)
+        await serve_raw(url, data_dir)
     else:
         await serve(EchoService(settings_for(url, data_dir)))
 
@@ -199,6 +234,9 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--layout", choices=["process", "shared", "both"], default="both")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--no-auth", action="store_true", help="an anonymous server (to compare with)"
+    )
     parser.add_argument("--serve", choices=["raw", "bus"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
@@ -211,7 +249,8 @@ if __name__ == "__main__":
     layouts = ["process", "shared"] if args.layout == "both" else [args.layout]
     results = {}
     for layout in layouts:
-        results[layout] = asyncio.run(main(args.requests, args.concurrency, layout))
+        figures = main(args.requests, args.concurrency, layout, auth=not args.no_auth)
+        results[layout] = asyncio.run(figures)
         if not args.json:
             print(report(results[layout], args.requests, args.concurrency, layout), flush=True)
     if args.json:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from agentbus.framework.testing import child_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env = child_environment()
     env.update(extra)
     return env
 

@@ -18,6 +18,7 @@ SOURCE_ROOTS = [*LAYERS.values(), *sorted(ROOT.glob("components/*/src"))]
 MAX_LINES = 450
 FRAMEWORK_FACADES = (
     "agentbus.framework",
+    "agentbus.framework.auth",
     "agentbus.framework.cli",
     "agentbus.framework.deploy",
     "agentbus.framework.deploy.backends",

@@ -47,6 +47,7 @@ class HelloService(Service):
 
     name = "hello"
     version = "1.0.0"
+    emits = (GREETED,)
 
     async def initialize(self) -> None:
         self.greeting = "Hello"

@@ -273,7 +273,7 @@ async def wait_for_maintainers(bus: Bus, names: list[str], timeout: float = 90.0
 
 async def greet(bus: Bus) -> str:
     """What the live sample service answers (through its queue group: the serving color)."""
-    reply = await bus.request_raw("agentbus.sample.greet.v1", b'{"name": "Ada"}', timeout=10)
+    reply = await bus.request_raw("agentbus.sample.greet.v1.demo", b'{"name": "Ada"}', timeout=10)
     answer = json.loads(reply.data)
     return f"{answer['greeting']!r} (version {answer['version']})"
 

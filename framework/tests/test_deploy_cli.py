@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from deploy_helpers import (
 from framework_helpers import unique
 
 from agentbus.framework.config import Settings
+from agentbus.framework.testing import child_environment
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_promote_reject_status_and_rollback_from_the_command_line(
     repo = make_repo(tmp_path / "repo")
     interface = f"test.deploycli{uuid.uuid4().hex[:8]}"
     cluster_file(repo, component, interface)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env = child_environment()
     smoke = json.dumps({"interface": interface, "major": 1, "payload": SMOKE_PAYLOAD})
     cli = [sys.executable, "-m", "agentbus.framework.cli", "--nats-url", settings.nats_url or ""]
     deploy = deploy_cli(repo, [*cli, "--data-dir", str(tmp_path / "agentbus")], env, timeout=90)

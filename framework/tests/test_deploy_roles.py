@@ -23,7 +23,7 @@ from agentbus.framework.deploy.state import DeploymentRecord, DeploymentStore
 from agentbus.framework.errors import DeploymentConflict, NoRespondersError
 from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
-from agentbus.interfaces.subjects import direct_subject
+from agentbus.interfaces.subjects import as_caller, direct_subject
 
 
 def record(color: str, *serving: str, version: str = "1") -> DeploymentRecord:
@@ -50,7 +50,8 @@ async def test_without_a_record_an_instance_answers_only_on_its_direct_subject(
     with pytest.raises(NoRespondersError):
         await bus.request(interface, EchoRequest(text="production"), timeout=1)
     reply = await bus.request_raw(
-        direct_subject("g1", interface.name, 1), to_json(EchoRequest(text="direct"))
+        as_caller(direct_subject("g1", interface.name, 1), "test"),
+        to_json(EchoRequest(text="direct")),
     )
     assert EchoReply.model_validate_json(reply.data).text == "direct"
     assert await serving_flag(bus, cls.name, "g1") == "false"

@@ -20,7 +20,7 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.errors import NoRespondersError
 from agentbus.framework.service import Service
 from agentbus.framework.testing.plugin import StartService
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import as_caller, callers, subject_for
 
 PING = "io.nats.micro.v1.ping_response"
 INFO = "io.nats.micro.v1.info_response"
@@ -85,13 +85,13 @@ async def test_info_lists_endpoints_with_subject_and_queue_group(
     assert document["endpoints"] == [
         {
             "name": interface.name.replace(".", "-"),
-            "subject": subject_for(interface),
+            "subject": callers(subject_for(interface)),
             "queue_group": service.name,
             "metadata": {"interface": interface.name, "interface_version": "1.0.0"},
         }
     ]
     info = ServiceInfo.from_dict(document)
-    assert info.endpoints[0].subject == f"agentbus.{interface.name}.v1"
+    assert info.endpoints[0].subject == f"agentbus.{interface.name}.v1.*"  # any caller
 
 
 async def test_stats_count_requests_and_errors(start_service: StartService, bus: Bus) -> None:
@@ -99,14 +99,16 @@ async def test_stats_count_requests_and_errors(start_service: StartService, bus:
     service = await start_service(echo_service(interface))
     for _ in range(3):
         await bus.request(interface, EchoRequest(text="ok"))
-    await bus.nc.request(subject_for(interface), b"not json", timeout=2)
-    await bus.nc.request(subject_for(interface), b'{"text": "x", "fail": "crash"}', timeout=2)
+    await bus.nc.request(as_caller(subject_for(interface), "test"), b"not json", timeout=2)
+    await bus.nc.request(
+        as_caller(subject_for(interface), "test"), b'{"text": "x", "fail": "crash"}', timeout=2
+    )
 
     document = await request_json(bus, f"$SRV.STATS.{service.name}.{service.instance}")
 
     assert document["type"] == STATS
     (endpoint,) = document["endpoints"]
-    assert endpoint["subject"] == subject_for(interface)
+    assert endpoint["subject"] == callers(subject_for(interface))
     assert endpoint["queue_group"] == service.name
     assert endpoint["num_requests"] == 5
     assert endpoint["num_errors"] == 2

@@ -260,6 +260,8 @@ async def test_handler_requests_and_publishes_carry_the_cause(
 
     class Relay(Service):
         name = relay_name
+        uses = (echo,)
+        emits = (consequence,)
 
         @subscribes(trigger)
         async def on_trigger(self, event: Note, ctx: MessageContext) -> None:

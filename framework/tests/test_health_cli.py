@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 
 from framework_helpers import echo_interface, echo_service, unique
 
 from agentbus.framework.embedded import free_port
+from agentbus.framework.testing import child_environment
 from agentbus.framework.testing.plugin import StartService
 
 
 async def health(*args: str, nats_url: str, **env: str) -> tuple[int, str, str]:
     """Run the real CLI in a subprocess without blocking the services of this event loop."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    clean = child_environment()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -68,6 +68,8 @@ async def test_hooks_run_in_order(settings: Settings, bus: Bus) -> None:
     base = echo_service(interface)
 
     class Hooked(base):  # type: ignore[misc, valid-type]
+        uses = (interface,)
+
         async def initialize(self) -> None:
             calls.append("initialize")
             with pytest.raises(NoRespondersError):  # endpoints open only after initialize
@@ -125,7 +127,7 @@ async def test_a_service_serves_requests_and_events_together(settings: Settings,
         info = await request_json(bus, f"$SRV.INFO.{chosen}")
 
     assert received == ["evt"]
-    assert [e["subject"] for e in info["endpoints"]] == [f"agentbus.{requests.name}.v1"]
+    assert [e["subject"] for e in info["endpoints"]] == [f"agentbus.{requests.name}.v1.*"]
 
 
 def test_a_service_needs_a_name(settings: Settings) -> None:

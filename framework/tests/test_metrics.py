@@ -13,7 +13,7 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.metrics import ServiceMetrics
 from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import as_caller, subject_for
 
 
 def fetch(port: int) -> str:
@@ -34,7 +34,7 @@ async def test_metrics_are_served_over_http(start_service: StartService, bus: Bu
     assert service.metrics_port > 0
     for _ in range(3):
         await bus.request(interface, EchoRequest(text="x"))
-    await bus.nc.request(subject_for(interface), b"junk", timeout=2)
+    await bus.nc.request(as_caller(subject_for(interface), "test"), b"junk", timeout=2)
 
     labels = f'service="{service.name}",subject="{subject_for(interface)}"'
     durations = f"agentbus_request_duration_seconds_count{{{labels}}} 4.0"

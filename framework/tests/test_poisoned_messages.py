@@ -9,13 +9,17 @@ connected. Afterwards every service and the caller must answer again within 2 s.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import nats
+import nkeys
 import pytest
 from framework_helpers import (
     EchoReply,
@@ -36,7 +40,7 @@ from agentbus.framework.nats_guard import guard_nats_client, is_guarded, shown
 from agentbus.framework.testing import MockService, eventually
 from agentbus.framework.testing.plugin import StartService
 from agentbus.interfaces import subjects
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import as_caller, subject_for
 
 BAD = b"\xff\xfe"
 
@@ -57,6 +61,15 @@ def hpub(subject: bytes, header_block: bytes, payload: bytes = b"x") -> bytes:
     )
 
 
+def signed(info: dict[str, object]) -> dict[str, str]:
+    """The nkey and nonce signature of the session's admin key (the server refuses
+    anonymous clients)."""
+    seed = bytearray(Path(os.environ["AGENTBUS_NATS_NKEY_FILE"]).read_bytes().strip())
+    pair = nkeys.from_seed(seed)
+    signature = base64.b64encode(pair.sign(str(info["nonce"]).encode())).decode()
+    return {"nkey": pair.public_key.decode(), "sig": signature}
+
+
 async def send_raw(nats_url: str, frames: bytes) -> None:
     """Publish ``frames`` as a hand-written protocol client; return once the server read them."""
     where = urlsplit(nats_url)
@@ -65,6 +78,7 @@ async def send_raw(nats_url: str, frames: bytes) -> None:
         info = await reader.readline()
         assert info.startswith(b"INFO"), info
         connect = {"verbose": False, "pedantic": False, "headers": True, "protocol": 1}
+        connect |= signed(json.loads(info[len(b"INFO ") :]))
         writer.write(b"CONNECT " + json.dumps(connect).encode() + b"\r\n" + frames + b"PING\r\n")
         await writer.drain()
         answer = await asyncio.wait_for(reader.readline(), 5)
@@ -77,7 +91,7 @@ async def send_raw(nats_url: str, frames: bytes) -> None:
 
 async def reply_subject_of_the_callers_requests(nats_url: str, bus: Bus, subject: str) -> bytes:
     """What an eavesdropper on ``subject`` learns: the caller's reply subject."""
-    spy = await nats.connect(nats_url)
+    spy = await nats.connect(nats_url, nkeys_seed=os.environ["AGENTBUS_NATS_NKEY_FILE"])
     try:
         seen: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -146,7 +160,7 @@ async def test_a_poisoned_publish_leaves_every_service_answering(
     mocked = echo_interface()
     mock_reply = EchoReply(text="mock", instance="mock", correlation_id="-")
     async with MockService({mocked: mock_reply}, settings, name=unique("mock")) as mock:
-        frames = await poison(nats_url, bus, subject_for(echo))
+        frames = await poison(nats_url, bus, as_caller(subject_for(echo), "test"))
         with caplog.at_level(logging.WARNING, logger="agentbus.nats_guard"):
             await send_raw(nats_url, frames)
 

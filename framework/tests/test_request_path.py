@@ -36,13 +36,15 @@ from agentbus.interfaces.error_reply import (
     ErrorReply,
 )
 from agentbus.interfaces.metadata import AGENTBUS, Source, format_header
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import as_caller, subject_for
 
 
 async def raw_request(
     bus: Bus, interface: EchoInterface, data: bytes, headers: dict[str, str] | None = None
 ) -> Msg:
-    return await bus.nc.request(subject_for(interface), data, timeout=5.0, headers=headers)
+    return await bus.nc.request(
+        as_caller(subject_for(interface), "test"), data, timeout=5.0, headers=headers
+    )
 
 
 def interface_header(declared: str) -> dict[str, str]:
@@ -270,7 +272,7 @@ async def test_request_without_reply_subject_is_handled_silently(
     interface = echo_interface()
     service = await start_service(echo_service(interface))
 
-    await bus.nc.publish(subject_for(interface), b'{"text": "fire and forget"}')
+    await bus.nc.publish(as_caller(subject_for(interface), "test"), b'{"text": "fire and forget"}')
     await bus.nc.flush()
 
     assert (await bus.request(interface, EchoRequest(text="next"))).text == "next"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -22,7 +21,7 @@ from framework_helpers import (
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.errors import NoRespondersError, RemoteError
-from agentbus.framework.testing import eventually
+from agentbus.framework.testing import child_environment, eventually
 from agentbus.framework.testing.plugin import StartService
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,7 +159,7 @@ async def test_stopping_one_replica_loses_no_request(start_service: StartService
 async def start_process(
     settings: Settings, interface_name: str, service_name: str, log: Path
 ) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env = child_environment()
     env.update(
         AGENTBUS_NATS_URL=settings.nats_url or "",
         AGENTBUS_DATA_DIR=str(settings.data_dir),

@@ -22,7 +22,7 @@ from agentbus.framework import (
     streams,
 )
 from agentbus.interfaces import BusMessage, ErrorCode, request_interface, stream_interface
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import as_caller, subject_for
 
 
 class Count(BusMessage):
@@ -123,7 +123,7 @@ async def test_wrong_chunk_type_is_an_internal_error(start_service: Any, bus: Bu
 async def test_invalid_request_gets_an_error_chunk(start_service: Any, bus: Bus) -> None:
     await start_service(Counter)
 
-    msg = await bus.request_raw(subject_for(COUNT), b'{"to": "many"}', timeout=5)
+    msg = await bus.request_raw(as_caller(subject_for(COUNT), "test"), b'{"to": "many"}', timeout=5)
 
     error = error_from(msg)
     assert error is not None

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from agentbus.framework.testing import child_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 APP_IMAGE = os.environ.get("AGENTBUS_IMAGE", "agentbus/agentbus:latest")
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
@@ -141,7 +143,7 @@ class Cluster:
         return f"nats://127.0.0.1:{self.nats_port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+        env = child_environment()
         env.update(
             COMPOSE_PROJECT_NAME=self.project,
             NATS_PORT=str(self.nats_port),
@@ -197,7 +199,7 @@ class Cluster:
 
     def agentbus(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """The host's ``agentbus`` CLI against this cluster's NATS."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+        env = child_environment()
         env["AGENTBUS_NATS_URL"] = self.nats_url
         return subprocess.run(
             [*AGENTBUS, *args],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
 import time
@@ -25,6 +24,7 @@ from docker_helpers import (
 )
 
 from agentbus.framework import Bus, Settings
+from agentbus.framework.testing import child_environment
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_GET,
     WORKFLOWS_START,
@@ -139,7 +139,7 @@ def test_a_published_event_reaches_every_maintainer(cluster: Cluster) -> None:
 def test_make_demo_runs_against_the_cluster_and_deploys_the_sample_as_containers(
     cluster: Cluster,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env = child_environment()
     env.update(AGENTBUS_NATS_URL=cluster.nats_url, AGENTBUS_IMAGE=APP_IMAGE)
 
     done = subprocess.run(

@@ -5,7 +5,6 @@ promotion and a rollback."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -36,7 +35,7 @@ from agentbus.framework.deploy.backends import Release
 from agentbus.framework.deploy.backends.docker import LABEL, DockerBackend
 from agentbus.framework.deploy.policy import Outcome, PromotionPolicy
 from agentbus.framework.deploy.promote import Promoter
-from agentbus.framework.testing import eventually
+from agentbus.framework.testing import child_environment, eventually
 from agentbus.interfaces.message import Interface
 from agentbus.interfaces.metadata import Source
 
@@ -181,7 +180,7 @@ def test_the_deploy_command_promotes_and_rolls_back_containers(
     component = unique("cli")
     interface = f"test.deploycli{uuid.uuid4().hex[:8]}"
     cluster_file(repo, component, interface)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env = child_environment()
     env.update(
         AGENTBUS_NATS_URL=nats_in_container.url,
         AGENTBUS_DEPLOY_IMAGE=APP_IMAGE,

@@ -69,7 +69,7 @@ async def test_blue_green_promotes_a_running_service_and_rejects_a_broken_one(
 
 
 async def greet(bus: Bus) -> dict[str, str]:
-    reply = await bus.request_raw("agentbus.sample.greet.v1", b'{"name": "Ada"}', timeout=5)
+    reply = await bus.request_raw("agentbus.sample.greet.v1.test", b'{"name": "Ada"}', timeout=5)
     answer: dict[str, str] = json.loads(reply.data)
     return answer
 

@@ -3,7 +3,6 @@ whatever OpenAI-compatible server ``OPENAI_BASE_URL`` names (here, the fake)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agentbus.framework.testing import child_environment
 from agentbus.model_gateway.testing import FakeOpenAI, openai_stream
 
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
@@ -37,7 +37,7 @@ def cluster(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[dict[str, str]]
         'pass_env = ["OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY"]\n',
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env = child_environment()
     env.update(
         AGENTBUS_DATA_DIR=str(tmp_path / "state"),
         OPENAI_BASE_URL=fake_openai.base_url,

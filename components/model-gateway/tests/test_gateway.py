@@ -31,7 +31,7 @@ from agentbus.interfaces.catalog.model import (
     UsageUpdate,
     UserMessage,
 )
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import as_caller, subject_for
 from agentbus.model_gateway.service import ModelGateway
 from agentbus.model_gateway.testing import (
     WEATHER,
@@ -468,7 +468,7 @@ async def test_two_replicas_share_the_load(
 async def test_bad_bus_input_gets_a_structured_error(
     gateway: ModelGateway, bus: Bus, interface: Any, payload: bytes, code: str
 ) -> None:
-    msg = await bus.request_raw(subject_for(interface), payload, timeout=5)
+    msg = await bus.request_raw(as_caller(subject_for(interface), "test"), payload, timeout=5)
 
     error = error_from(msg)
     assert error is not None

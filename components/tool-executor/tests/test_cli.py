@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from executor_helpers import Workspace
+
+from agentbus.framework.testing import child_environment
 
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
 
@@ -51,7 +52,7 @@ env = {{ AGENTBUS_TOOLS_POLICY = "{policy}" }}
 """,
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
+    env = child_environment()
     env["AGENTBUS_DATA_DIR"] = str(tmp_path / "state")
     with (tmp_path / "up.log").open("w") as log:
         up = subprocess.Popen([*AGENTBUS, "up", "-f", str(cluster_file)], env=env, stdout=log,

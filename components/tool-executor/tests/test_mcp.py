@@ -75,7 +75,11 @@ async def test_stdio_server_under_the_callers_policy(
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "agentbus.framework.cli", "tools", "mcp", "--caller", "agent"],
-        env={"AGENTBUS_NATS_URL": nats_url, "AGENTBUS_DATA_DIR": str(tmp_path / "state")},
+        env={
+            "AGENTBUS_NATS_URL": nats_url,
+            "AGENTBUS_DATA_DIR": str(tmp_path / "state"),
+            "AGENTBUS_NATS_NKEY_FILE": os.environ["AGENTBUS_NATS_NKEY_FILE"],
+        },
     )
     async with Client(params, mode="legacy") as client:
         await exercise(client, workspace)

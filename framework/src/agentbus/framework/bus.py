@@ -8,16 +8,17 @@ nothing it does not use.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Self, TypeVar
 
 import nats.errors
 import nats.js.errors
 from faststream.exceptions import IncorrectState
-from faststream.nats import NatsBroker, NatsCredentials, NatsSecurity, NatsToken
-from faststream.nats.security import NatsUserPassword
+from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -25,22 +26,25 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from pydantic import ValidationError
 
+from agentbus.framework.auth.credentials import GRANT_HINT, REFUSAL, identity_and_key
+from agentbus.framework.auth.grants import inbox_prefix
 from agentbus.framework.chunk_stream import ChunkStream
 from agentbus.framework.config import Settings, redact_url
 from agentbus.framework.embedded import discovered_url
 from agentbus.framework.errors import (
     BusError,
-    ConfigError,
     NoRespondersError,
     NotConnectedError,
+    PermissionDeniedError,
     RemoteError,
     RequestTimeoutError,
 )
 from agentbus.framework.nats_guard import guard_nats_client
+from agentbus.framework.security import reason, security_for, speaks_tls, tls_advice, tls_context
 from agentbus.framework.wire import error_from, to_json
 from agentbus.interfaces.message import BusMessage, Interface, InterfaceKind
 from agentbus.interfaces.metadata import Metadata, Source, root_headers
-from agentbus.interfaces.subjects import event_subject, subject_for
+from agentbus.interfaces.subjects import as_caller, event_subject, subject_for
 
 log = logging.getLogger("agentbus.bus")
 
@@ -50,93 +54,6 @@ ReplyT = TypeVar("ReplyT", bound=BusMessage)
 def resolve_nats_url(settings: Settings) -> str | None:
     """The configured URL, else the one a running ``agentbus up`` advertised, else ``None``."""
     return settings.nats_url or discovered_url(settings.data_dir)
-
-
-def tls_context(settings: Settings, url: str | None = None) -> ssl.SSLContext | None:
-    """The client's TLS context when TLS is on (``Settings.nats_tls``, or a ``tls://`` ``url``),
-    else ``None``."""
-    if not (settings.nats_tls or (url or "").startswith("tls://")):
-        return None
-    try:
-        context = ssl.create_default_context(
-            cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
-        )
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"nats_tls_ca: {settings.nats_tls_ca} is not a PEM CA bundle ({_reason(exc)}); "
-            "fix AGENTBUS_NATS_TLS_CA"
-        ) from None
-    if settings.nats_tls_cert and settings.nats_tls_key:
-        try:
-            context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
-        except (OSError, ssl.SSLError) as exc:  # the message names no key material
-            raise ConfigError(
-                f"nats_tls_cert/nats_tls_key: {settings.nats_tls_cert} and "
-                f"{settings.nats_tls_key} are not a PEM certificate and its unencrypted key "
-                f"({_reason(exc)}); fix AGENTBUS_NATS_TLS_CERT and AGENTBUS_NATS_TLS_KEY"
-            ) from None
-    return context
-
-
-def _reason(exc: OSError) -> str:
-    """What went wrong, in OpenSSL's words when it has them (never a file's content)."""
-    return (
-        getattr(exc, "verify_message", None)
-        or getattr(exc, "reason", None)
-        or exc.strerror
-        or type(exc).__name__
-    )
-
-
-def tls_advice(exc: ssl.SSLError) -> str:
-    """Which setting a failed TLS handshake points at."""
-    text = str(exc).lower()
-    if "mismatch" in text:  # hostname or IP address not in the server's certificate
-        return (
-            "the server's certificate is not for the URL's host: connect by a name the "
-            "certificate carries, or set AGENTBUS_NATS_TLS_SERVER_NAME to it"
-        )
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            "the server's certificate is not signed by a trusted CA: set AGENTBUS_NATS_TLS_CA "
-            "to the CA bundle that signed it"
-        )
-    return (
-        "the server refused the TLS handshake; if it verifies clients, set "
-        "AGENTBUS_NATS_TLS_CERT and AGENTBUS_NATS_TLS_KEY to a client certificate signed by "
-        "the CA it trusts (and check AGENTBUS_NATS_TLS_CA)"
-    )
-
-
-def _speaks_tls(nc: Client) -> bool:
-    """Whether nats-py upgraded the connection to TLS. It does exactly when the server's INFO
-    requires TLS; nats-py 2.16 otherwise carries on in plaintext, even for a ``tls://`` URL."""
-    url = nc.connected_url
-    return bool(url and url.scheme == "wss") or bool(nc._server_info.get("tls_required"))
-
-
-def _security(settings: Settings, context: ssl.SSLContext | None) -> NatsSecurity | None:
-    """One way to authenticate (a credentials file, else a token, else user and password),
-    over TLS when ``context`` is given."""
-    server_name = settings.nats_tls_server_name
-    if settings.nats_creds_file is not None:
-        return NatsCredentials(
-            str(settings.nats_creds_file), ssl_context=context, tls_hostname=server_name
-        )
-    if settings.nats_token is not None:
-        return NatsToken(
-            settings.nats_token.get_secret_value(), ssl_context=context, tls_hostname=server_name
-        )
-    if settings.nats_user and settings.nats_password is not None:
-        return NatsUserPassword(
-            settings.nats_user,
-            settings.nats_password.get_secret_value(),
-            ssl_context=context,
-            tls_hostname=server_name,
-        )
-    if context is not None:
-        return NatsSecurity(ssl_context=context, tls_hostname=server_name)
-    return None
 
 
 class Bus:
@@ -155,12 +72,20 @@ class Bus:
         guard_nats_client()  # one malformed message must not stop the connection reading
         self.settings = settings
         self.source = source
+        self.identity, self.nkey_file = identity_and_key(
+            settings, source.component, patient=patient
+        )
+        self._uses: frozenset[str] | None = None
         self._url = url or resolve_nats_url(settings)
         self._tls = tls_context(settings, self._url)
         self._tls_error: ssl.SSLError | None = None
+        self._waiting: dict[str, set[asyncio.Task[Any]]] = {}
+        self._refused: set[asyncio.Task[Any]] = set()
+        self.refused_subscriptions: set[str] = set()
         self.broker = NatsBroker(
             self._url or "nats://127.0.0.1:4222",
-            security=_security(settings, self._tls),
+            security=security_for(settings, self._tls, self.nkey_file),
+            inbox_prefix=inbox_prefix(self.identity),
             error_cb=self._on_nats_error,
             name=str(source),
             logger=logging.getLogger("agentbus.faststream"),
@@ -176,6 +101,21 @@ class Bus:
     def url(self) -> str | None:
         return self._url
 
+    def declare_uses(self, interfaces: Collection[Interface[Any, Any]]) -> None:
+        """Only these interfaces may be called or published through this bus (a service's
+        ``uses`` and ``emits``): an undeclared one raises at once, naming the declaration
+        to add, before the server's permissions refuse it."""
+        self._uses = frozenset(i.name for i in interfaces)
+
+    def _check_declared(self, interface: Interface[Any, Any]) -> None:
+        if self._uses is not None and interface.name not in self._uses:
+            field = "emits" if interface.kind is InterfaceKind.EVENT else "uses"
+            raise PermissionDeniedError(
+                f"{self.source.component} does not declare {interface.key}: add it to the "
+                f"service's `{field}` (its identity is granted only what it declares), then "
+                "`agentbus auth init`"
+            )
+
     async def connect(self) -> Self:
         if self._connected:
             return self
@@ -188,11 +128,13 @@ class Bus:
         try:
             await self.broker.start()
         except (OSError, nats.errors.Error) as exc:
+            with contextlib.suppress(Exception):  # nats-py leaves the refused socket open
+                await self.broker.stop()
             tls_error = exc if isinstance(exc, ssl.SSLError) else self._tls_error
             if tls_error is not None:
                 raise NotConnectedError(
                     f"cannot connect to NATS at {redact_url(self._url)} over TLS: "
-                    f"{_reason(tls_error)}; {tls_advice(tls_error)}"
+                    f"{reason(tls_error)}; {tls_advice(tls_error)}"
                 ) from exc
             hint = "is the server running? (`agentbus up`, or check AGENTBUS_NATS_URL)"
             if self._tls is not None:  # TLS 1.3: a refused client certificate looks like this
@@ -201,11 +143,18 @@ class Bus:
                     "certificate: check AGENTBUS_NATS_TLS_CERT, AGENTBUS_NATS_TLS_KEY and "
                     "AGENTBUS_NATS_TLS_CA"
                 )
+            if "authorization violation" in str(exc).lower():
+                raise NotConnectedError(
+                    f"NATS at {redact_url(self._url)} refused identity {self.identity!r} "
+                    f"({'key ' + str(self.nkey_file) if self.nkey_file else 'no credentials'}): "
+                    "run `agentbus auth init` and use a key it made (AGENTBUS_NATS_NKEY_FILE, or "
+                    "<data dir>/auth/<identity>.nk); a key rotated since is refused too"
+                ) from exc
             raise NotConnectedError(
                 f"cannot reach NATS at {redact_url(self._url)}: {exc or type(exc).__name__}; "
                 + hint
             ) from exc
-        if self._tls is not None and not _speaks_tls(self.nc):
+        if self._tls is not None and not speaks_tls(self.nc):
             await self.broker.stop()
             raise NotConnectedError(
                 f"TLS is on (a tls:// URL or AGENTBUS_NATS_TLS_*) but the NATS server at "
@@ -223,7 +172,53 @@ class Bus:
             self._tls_error = exc
             if not self._connected:
                 raise exc
+        refusal = REFUSAL.search(str(exc))
+        if refusal is not None:
+            self._on_refusal(refusal[1], refusal[2])
+            return
         log.warning("NATS connection %s: %s", self._source_text, exc or type(exc).__name__)
+
+    def _on_refusal(self, action: str, subject: str) -> None:
+        """The server refused a publish or subscribe (subjects come lower-cased): the
+        requests waiting on it fail now instead of timing out."""
+        log.error(
+            "NATS refused identity %s to %s %s; %s",
+            self.identity,
+            "publish to" if action == "publish" else "subscribe to",
+            subject,
+            GRANT_HINT,
+        )
+        if action != "publish":
+            self.refused_subscriptions.add(subject)
+            return
+        for task in self._waiting.get(subject, ()):
+            self._refused.add(task)
+            task.cancel()
+
+    async def _guarded(self, subject: str, waiting: Awaitable[Any]) -> Any:
+        """Await ``waiting`` (a publish that expects an answer), failing with
+        :class:`PermissionDeniedError` when the server refuses the publish to ``subject``."""
+        task = asyncio.current_task()
+        if task is None:
+            return await waiting
+        key = subject.lower()
+        tasks = self._waiting.setdefault(key, set())
+        tasks.add(task)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if task not in self._refused:
+                raise
+            self._refused.discard(task)
+            task.uncancel()
+            raise PermissionDeniedError(
+                f"the NATS server refused identity {self.identity!r} to publish to {subject}; "
+                + GRANT_HINT
+            ) from None
+        finally:
+            tasks.discard(task)
+            if not tasks:
+                self._waiting.pop(key, None)
 
     async def close(self) -> None:
         if self._connected:
@@ -266,12 +261,13 @@ class Bus:
         """Send a request and return the validated reply; raise :class:`RemoteError` on errors."""
         if interface.kind is not InterfaceKind.REQUEST or interface.reply is None:
             raise BusError(f"{interface.key} is a {interface.kind} interface, not a request")
+        self._check_declared(interface)
         if cause is None:
             headers = root_headers(self._source_text, f"{interface.name}@{interface.version}")
         else:
             headers = self.metadata(interface, cause).to_headers()
         msg = await self.request_raw(
-            subject_for(interface),
+            as_caller(subject_for(interface), self.identity),
             to_json(message),
             headers=headers,
             timeout=timeout,
@@ -302,6 +298,7 @@ class Bus:
         """
         if interface.kind is not InterfaceKind.STREAM:
             raise BusError(f"{interface.key} is a {interface.kind} interface, not a stream")
+        self._check_declared(interface)
         return ChunkStream(self, interface, message, timeout=timeout, cause=cause)
 
     async def request_raw(
@@ -316,7 +313,10 @@ class Bus:
         """A request with bus-level errors translated; the reply is returned as is."""
         wait = timeout or self.settings.request_timeout
         try:
-            return await self.nc.request(subject, data, timeout=wait, headers=headers)
+            msg: Msg = await self._guarded(
+                subject, self.nc.request(subject, data, timeout=wait, headers=headers)
+            )
+            return msg
         except nats.errors.NoRespondersError:
             raise NoRespondersError(
                 f"no service answers {what or subject} (subject {subject}): is it running? "
@@ -342,11 +342,13 @@ class Bus:
         """Publish an event durably (JetStream); de-duplicated by message id."""
         if interface.kind is not InterfaceKind.EVENT:
             raise BusError(f"{interface.key} is a {interface.kind} interface, not an event")
+        self._check_declared(interface)
         meta = metadata or self.metadata(interface, cause)
         subject = event_subject(interface.name, interface.version.major, qualifier=qualifier)
         try:
-            ack: PubAck = await self.js.publish(
-                subject, to_json(message), headers=meta.to_headers(dedupe=True)
+            ack: PubAck = await self._guarded(
+                subject,
+                self.js.publish(subject, to_json(message), headers=meta.to_headers(dedupe=True)),
             )
         except nats.js.errors.NoStreamResponseError:
             raise NoRespondersError(
@@ -371,6 +373,11 @@ class Bus:
         """A core NATS subscription; the server has registered it when this returns."""
         subscription = await self.nc.subscribe(subject, queue=queue, cb=handler)
         await self.nc.flush()
+        if subject.lower() in self.refused_subscriptions:
+            raise PermissionDeniedError(
+                f"the NATS server refused identity {self.identity!r} to subscribe to "
+                f"{subject}; " + GRANT_HINT
+            )
         return subscription
 
     def new_inbox(self) -> str:

@@ -31,7 +31,7 @@ from agentbus.framework.wire import (
 )
 from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.interfaces.metadata import Metadata, root_headers
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import as_caller, subject_for
 
 if TYPE_CHECKING:
     from agentbus.framework.bus import Bus
@@ -107,7 +107,10 @@ class ChunkStream(Generic[ChunkT]):
         sub = await nc.subscribe(inbox)
         self._sub = sub
         await nc.publish(
-            subject_for(self._interface), to_json(self._message), reply=inbox, headers=headers
+            as_caller(subject_for(self._interface), self._bus.identity),
+            to_json(self._message),
+            reply=inbox,
+            headers=headers,
         )
         return sub
 

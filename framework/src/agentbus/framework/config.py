@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = None
     nats_token: SecretStr | None = None
     nats_creds_file: Path | None = None
+    nats_nkey_file: Path | None = Field(
+        default=None,
+        description="The identity's nkey seed file (`agentbus auth init` makes them, mode "
+        "0600). Unset: <data_dir>/auth/<component>.nk when it exists, and for the CLI the "
+        "operator's.",
+    )
+    identity: str | None = Field(
+        default=None,
+        description="The identity this connection calls as (the last token of its request "
+        "subjects); unset: the service's name, or the seed file's identity.",
+    )
     nats_tls_ca: Path | None = Field(
         default=None,
         description="TLS: the CA bundle (PEM) that signed the server's certificate; unset with "

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.interfaces.metadata import Metadata
+from agentbus.interfaces.subjects import caller_of
 
 if TYPE_CHECKING:
     from nats.js.api import PubAck
@@ -45,6 +46,13 @@ class MessageContext:
                 self._headers, interface=self._interface.name, version=self._interface.version
             )
         return self._metadata
+
+    @property
+    def caller(self) -> str:
+        """Who sent this request, as the NATS server vouches for it: the last token of the
+        subject, which agentbus permissions let an identity set to its own name only.
+        Never the ``src`` of the metadata, which the sender writes."""
+        return caller_of(self.subject)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -28,6 +28,7 @@ from nats.micro.service import (
 )
 
 from agentbus.framework.endpoint import Endpoint
+from agentbus.interfaces.subjects import callers
 
 PREFIX = "$SRV"
 
@@ -90,7 +91,7 @@ class Discovery:
             endpoints=[
                 EndpointInfo(
                     name=e.name,
-                    subject=e.subject,
+                    subject=callers(e.subject),
                     queue_group=e.queue,
                     metadata={
                         "interface": e.interface.name,
@@ -111,7 +112,7 @@ class Discovery:
             endpoints=[
                 EndpointStats(
                     name=e.name,
-                    subject=e.subject,
+                    subject=callers(e.subject),
                     queue_group=e.queue,
                     num_requests=e.num_requests,
                     num_errors=e.num_errors,

@@ -123,7 +123,10 @@ class EmbeddedNats:
         store_dir: Path | None = None,
         write_url_file: bool = False,
         tls: ServerTls | None = None,
+        auth: Path | None = None,
     ) -> None:
+        """``auth`` is an ``authorization`` config (``AuthFolder.server_config``): without
+        one the server accepts anonymous clients, which only tests of that very fact want."""
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port(host)
@@ -131,6 +134,7 @@ class EmbeddedNats:
         self.store_dir = store_dir or data_dir / "jetstream"
         self.write_url_file = write_url_file
         self.tls = tls
+        self.auth = auth
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -169,6 +173,8 @@ class EmbeddedNats:
             argv += ["--http_port", str(self.monitor_port)]
         if self.tls is not None:
             argv += self.tls.argv()
+        if self.auth is not None:
+            argv += ["--config", str(self.auth)]
         self._process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -213,6 +219,12 @@ class EmbeddedNats:
                 process.wait()
         if self.write_url_file:
             (self.data_dir / URL_FILE).unlink(missing_ok=True)
+
+    def reload(self) -> None:
+        """Make the server read its config again (new or rotated identities), keeping
+        connections whose identity is still there."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would."""

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
+from agentbus.framework.auth.grants import inbox_prefix
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import ServiceError
 from agentbus.framework.metrics import EndpointMetrics
@@ -32,7 +33,7 @@ from agentbus.framework.wire import CANCEL_HEADER, END, SEQ_HEADER, STREAM_HEADE
 from agentbus.interfaces.error_reply import ErrorCode, ErrorReply
 from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.interfaces.metadata import declared_interface
-from agentbus.interfaces.subjects import subject_for
+from agentbus.interfaces.subjects import caller_of, callers, subject_for
 from agentbus.interfaces.validation import is_bad_json, schema_violation
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Endpoint(ABC):
 
     async def start(self) -> None:
         self._subscription = await self._bus.nc.subscribe(
-            self.subject, queue=self.queue, cb=self._on_message, pending_msgs_limit=65536
+            callers(self.subject), queue=self.queue, cb=self._on_message, pending_msgs_limit=65536
         )
 
     async def stop_intake(self) -> None:
@@ -103,7 +104,7 @@ class Endpoint(ABC):
         """Also answer on ``subject`` (no queue group): a blue/green instance's own address."""
         if self._direct is None:
             self._direct = await self._bus.nc.subscribe(
-                subject, cb=self._on_message, pending_msgs_limit=65536
+                callers(subject), cb=self._on_message, pending_msgs_limit=65536
             )
 
     async def leave(self) -> None:
@@ -253,7 +254,7 @@ class StreamEndpoint(Endpoint):
             if task is not None:
                 task.cancel()
 
-        cancel_subject = (msg.headers or {}).get(CANCEL_HEADER)
+        cancel_subject = _cancel_subject(msg)
         cancel_sub: Subscription | None = None
         if cancel_subject:
             cancel_sub = await self._bus.nc.subscribe(cancel_subject, cb=on_cancel, max_msgs=1)
@@ -307,6 +308,20 @@ class StreamEndpoint(Endpoint):
             await self._bus.nc.publish(reply, data, headers=headers)
         except Exception:  # the connection may be closing; the caller will time out
             log.warning("could not send a chunk on %s", reply, exc_info=True)
+
+
+def _cancel_subject(msg: Msg) -> str | None:
+    """The caller's cancel subject, only when it lies in the caller's own inbox
+    (``_INBOX_<caller>.<id>.cancel``): the header is the caller's word, and a service
+    must not subscribe wherever a caller points it."""
+    subject = (msg.headers or {}).get(CANCEL_HEADER)
+    if not subject:
+        return None
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] != inbox_prefix(caller_of(msg.subject)) or parts[2] != "cancel":
+        log.debug("ignored a cancel subject outside the caller's inbox: %r", subject)
+        return None
+    return subject
 
 
 def _validation_reply(exc: ValidationError, interface: Interface[Any, Any]) -> ErrorReply:

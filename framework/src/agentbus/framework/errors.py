@@ -8,6 +8,7 @@
     │   ├── NotConnectedError               no NATS server answers at the configured URL
     │   ├── RequestTimeoutError (TimeoutError)
     │   ├── NoRespondersError               nothing serves that subject (is the service up?)
+    │   ├── PermissionDeniedError           the server refused this identity a subject
     │   ├── RemoteError                     the service replied with a structured error
     │   ├── EmbeddedNatsError               the embedded nats-server could not start
     │   └── DeployError                     a blue/green step failed (start, health, smoke...)
@@ -44,6 +45,10 @@ class NotConnectedError(BusError):
 
 class RequestTimeoutError(BusError, TimeoutError):
     """No reply arrived in time."""
+
+
+class PermissionDeniedError(BusError):
+    """The NATS server refused a publish or subscribe to this connection's identity."""
 
 
 class NoRespondersError(BusError):

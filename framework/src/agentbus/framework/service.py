@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Self
 
 from nats.js.kv import KeyValue
 
+from agentbus.framework.auth.grants import Grants
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings, redact_url
 from agentbus.framework.declarations import (
@@ -43,7 +44,7 @@ from agentbus.framework.declarations import (
 from agentbus.framework.deploy.roles import DeployRole
 from agentbus.framework.discovery import Discovery
 from agentbus.framework.endpoint import Endpoint, RequestEndpoint, StreamEndpoint
-from agentbus.framework.errors import ConfigError
+from agentbus.framework.errors import ConfigError, PermissionDeniedError
 from agentbus.framework.events import EventHandler, EventSubscription
 from agentbus.framework.filewatch import FileWatch, OnChange
 from agentbus.framework.jetstream import CONFIG_BUCKET, declare_all, key_value
@@ -67,6 +68,16 @@ class Service:
     name: str = ""
     version: ClassVar[str] = "0.1.0"
     description: str = ""
+    uses: ClassVar[tuple[Interface[Any, Any], ...]] = ()
+    """Request and stream interfaces this service calls: its identity may call only these."""
+    emits: ClassVar[tuple[Interface[Any, Any], ...]] = ()
+    """Event interfaces this service publishes: its identity may publish only these."""
+
+    @classmethod
+    def extra_grants(cls, name: str) -> Grants:
+        """Subjects beyond interfaces this service needs as identity ``name`` (its own KV
+        buckets and streams, raw subjects); see ``agentbus.framework.auth.grants``."""
+        return Grants()
 
     def __init__(
         self,
@@ -94,6 +105,7 @@ class Service:
         self.queue_group = queue_group or self.name
         self.source = Source(self.name, self.instance, self.version)
         self.bus = Bus(self.settings, self.source, url=url, patient=True)
+        self.bus.declare_uses((*self.uses, *self.emits))
         self.metrics = ServiceMetrics(self.name)
         self.metrics_port: int | None = None
         self.config: dict[str, Any] = {}
@@ -225,6 +237,13 @@ class Service:
             )
             await self._role.start(self.bus.js)
         await self.bus.nc.flush()
+        if self.bus.refused_subscriptions:
+            raise PermissionDeniedError(
+                f"the NATS server refused identity {self.bus.identity!r} to subscribe to "
+                f"{', '.join(sorted(self.bus.refused_subscriptions))}: its grants do not "
+                f"cover what {type(self).__name__} serves; run `agentbus auth init` (grants "
+                "are derived from the code) and restart it"
+            )
 
     async def subscribe(
         self,

@@ -45,6 +45,25 @@ def event_subject(name: str, major: int, *, qualifier: str | None = None) -> str
     return subject if qualifier is None else f"{subject}.{token(qualifier)}"
 
 
+def as_caller(subject: str, identity: str) -> str:
+    """``<subject>.<identity>``: a request subject with its caller's identity as last token.
+
+    On a server with agentbus permissions an identity may publish requests only with its
+    own name there, so the token is what the server vouches for (see ``framework/auth``).
+    """
+    return f"{subject}.{token(identity)}"
+
+
+def callers(subject: str) -> str:
+    """``<subject>.*``: what a service subscribes to, every caller's copy of ``subject``."""
+    return f"{subject}.*"
+
+
+def caller_of(subject: str) -> str:
+    """The identity token a request subject ends with (see :func:`as_caller`)."""
+    return subject.rsplit(".", 1)[-1]
+
+
 def subject_for(interface: Interface[Any, Any]) -> str:
     """The subject an interface's messages travel on."""
     if interface.kind is InterfaceKind.EVENT:

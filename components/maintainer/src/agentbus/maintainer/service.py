@@ -28,7 +28,9 @@ from agentbus.interfaces.catalog.maintenance import (
     DependencyUpdated,
     Escalation,
 )
+from agentbus.interfaces.catalog.model import CATALOG, GENERATE
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
+from agentbus.interfaces.catalog.workflows import WORKFLOWS_GET, WORKFLOWS_START
 from agentbus.interfaces.message import Interface
 from agentbus.interfaces.subjects import event_subject
 from agentbus.interfaces.validation import explain
@@ -67,6 +69,7 @@ class Maintainer(Service):
 
     name = "maintainer"
     version = "0.1.0"
+    uses = (GENERATE, CATALOG, WORKFLOWS_START, WORKFLOWS_GET)
 
     def __init__(
         self,

@@ -37,8 +37,9 @@ log = logging.getLogger("agentbus.model_gateway")
 
 
 def caller(ctx: MessageContext) -> str:
-    """The calling component, for accounting (``unknown`` for plain NATS clients)."""
-    return ctx.metadata.source.component
+    """The calling identity, for accounting and budgets: the one the NATS server let through
+    (the subject's last token), never the ``src`` a sender writes in its header."""
+    return ctx.caller
 
 
 class ModelGateway(Service):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentbus.framework import MessageContext, Service, ServiceError, Settings, handles
+from agentbus.framework.auth import Grants, grants
 from agentbus.interfaces.catalog.tools import (
     APPROVAL_DECIDED,
     APPROVALS_DECIDE,
@@ -32,11 +33,11 @@ from agentbus.interfaces.catalog.tools import (
     ListToolsReply,
     ListToolsRequest,
 )
-from agentbus.tool_executor.approvals import ApprovalStore
-from agentbus.tool_executor.audit import COMPONENT
+from agentbus.tool_executor.approvals import APPROVALS_BUCKET, ApprovalStore
+from agentbus.tool_executor.audit import AUDIT_SUBJECT, COMPONENT, ESCALATION_SUBJECT
 from agentbus.tool_executor.engine import Caller, Engine
 from agentbus.tool_executor.errors import ToolError
-from agentbus.tool_executor.ledger import ExecutionLedger
+from agentbus.tool_executor.ledger import RUNS_BUCKET, ExecutionLedger
 from agentbus.tool_executor.mcp_import import McpImports
 from agentbus.tool_executor.policy import PolicyFile, policy_path
 from agentbus.tool_executor.tools import BUILTIN
@@ -50,6 +51,18 @@ class ToolExecutor(Service):
     """Runs tools for agents under per-caller policies, with approvals and an audit trail."""
 
     name = COMPONENT
+    emits = (APPROVAL_DECIDED,)
+
+    @classmethod
+    def extra_grants(cls, name: str) -> Grants:
+        """Only this identity writes approvals and the run ledger, and publishes the
+        executor's audit and escalation records."""
+        return (
+            grants.write_bucket(APPROVALS_BUCKET)
+            | grants.write_bucket(RUNS_BUCKET)
+            | grants.publish(AUDIT_SUBJECT, ESCALATION_SUBJECT)
+        )
+
     version = "0.1.0"
 
     def __init__(
@@ -83,7 +96,9 @@ class ToolExecutor(Service):
         await self.imports.stop()
 
     def _caller(self, ctx: MessageContext) -> Caller:
-        return Caller(str(ctx.metadata.source), ctx.metadata)
+        # The component is the identity the NATS server let through (the subject's last
+        # token), never the src= of the header; the instance is informational only.
+        return Caller(f"{ctx.caller}/{ctx.metadata.source.instance}", ctx.metadata)
 
     @handles(TOOLS_LIST)
     async def list_tools(self, request: ListToolsRequest, ctx: MessageContext) -> ListToolsReply:
@@ -114,7 +129,7 @@ class ToolExecutor(Service):
                 request.approval_id,
                 request.decision,
                 decided_by=request.decided_by,
-                decider=ctx.metadata.source.component,
+                decider=ctx.caller,
                 note=request.note,
             )
         except ToolError as exc:

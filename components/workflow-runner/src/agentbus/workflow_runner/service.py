@@ -22,7 +22,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentbus.framework import MessageContext, Service, Settings, handles, subscribes
-from agentbus.interfaces.catalog.tools import APPROVAL_DECIDED, APPROVALS_DECIDE, Approval
+from agentbus.interfaces.catalog.model import CATALOG, GENERATE, STREAM
+from agentbus.interfaces.catalog.tools import (
+    APPROVAL_DECIDED,
+    APPROVALS_DECIDE,
+    TOOLS_EXECUTE,
+    TOOLS_LIST,
+    Approval,
+)
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_CANCEL,
     WORKFLOWS_GET,
@@ -57,6 +64,7 @@ class WorkflowRunner(Service):
     """Executes durable agent workflows: model and tool calls over the bus, step by step."""
 
     name = COMPONENT
+    uses = (GENERATE, STREAM, CATALOG, TOOLS_LIST, TOOLS_EXECUTE, APPROVALS_DECIDE)
     version = "0.1.0"
 
     def __init__(
@@ -150,7 +158,7 @@ class WorkflowRunner(Service):
 
     @handles(WORKFLOWS_CANCEL)
     async def cancel_run(self, request: CancelRequest, ctx: MessageContext) -> CancelReply:
-        return await self.runs.cancel(request, requested_by=ctx.metadata.source.component)
+        return await self.runs.cancel(request, requested_by=ctx.caller)
 
     @handles(WORKFLOWS_RESUME)
     async def resume_run(self, request: ResumeRequest, ctx: MessageContext) -> ResumeReply:

@@ -41,7 +41,7 @@ from agentbus.interfaces.errors import UnknownInterfaceError
 from agentbus.interfaces.message import BusMessage, InterfaceKind
 from agentbus.interfaces.metadata import AGENTBUS, Metadata, parse_header
 from agentbus.interfaces.semver import Version
-from agentbus.interfaces.subjects import event_subject, events_wildcard, request_subject
+from agentbus.interfaces.subjects import as_caller, event_subject, events_wildcard, request_subject
 from agentbus.interfaces.validation import explain
 
 events_app = typer.Typer(help="Watch events on the bus.")
@@ -131,7 +131,7 @@ def request(
                 "up? (`agentbus status`)"
             )
         served = Version.parse(version or endpoint["metadata"]["interface_version"])  # type: ignore[index]
-        subject = endpoint["subject"] if endpoint else request_subject(name, served.major)
+        subject = as_caller(request_subject(name, served.major), bus.identity)
         meta = Metadata(name, served, bus.source)
         msg = await bus.request_raw(
             subject,

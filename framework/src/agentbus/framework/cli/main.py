@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from agentbus.framework.cli import (
+    auth_cmd,
     bus_cmd,
     deploy_cmd,
     health_cmd,
@@ -66,6 +67,7 @@ app.add_typer(bus_cmd.events_app, name="events")
 app.add_typer(bus_cmd.deadletters_app, name="deadletters")
 app.add_typer(interfaces_cmd.app, name="interfaces")
 app.add_typer(deploy_cmd.app, name="deploy")
+app.add_typer(auth_cmd.app, name="auth")
 
 
 def _load_plugins() -> None:

@@ -19,7 +19,7 @@ from agentbus.framework.deploy.roles import SERVING_KEY
 from agentbus.framework.deploy.state import DeploymentRecord
 from agentbus.framework.errors import BusError, DeployError
 from agentbus.framework.wire import error_from
-from agentbus.interfaces.subjects import direct_subject
+from agentbus.interfaces.subjects import as_caller, direct_subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,9 @@ class Probe:
                 raise DeployError(f"{instance} no longer serves {names}")
 
     async def smoke(self, instance: str, request: SmokeRequest) -> None:
-        subject = direct_subject(instance, request.interface, request.major)
+        subject = as_caller(
+            direct_subject(instance, request.interface, request.major), self.bus.identity
+        )
         what = f"smoke {request.interface} v{request.major} on {instance}"
         try:
             msg = await self.bus.request_raw(

@@ -2,6 +2,7 @@
 
 - :class:`MockService` answers interfaces on the real bus from plain functions (or fixed
   replies) and records what it was sent;
+- :func:`child_environment`: the environment for a CLI or other child process of a test;
 - :func:`eventually` polls a condition with a deadline and says what it waited for;
 - :mod:`agentbus.framework.testing.plugin`: the pytest fixtures (a real nats-server,
   ``settings``, ``bus``, ``start_service``), enabled with
@@ -11,7 +12,8 @@ Nothing here imports pytest, so a fake built on :class:`MockService` can also ru
 process (``agentbus serve module:FakeClass``).
 """
 
+from agentbus.framework.testing.environment import child_environment
 from agentbus.framework.testing.mock import Answer, MockService
 from agentbus.framework.testing.waiting import eventually
 
-__all__ = ["Answer", "MockService", "eventually"]
+__all__ = ["Answer", "MockService", "child_environment", "eventually"]

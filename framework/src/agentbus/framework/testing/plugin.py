@@ -7,12 +7,14 @@ The server is the same :class:`EmbeddedNats` that ``agentbus up`` runs.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from agentbus.framework.auth import ADMIN, AuthFolder, Identity, admin_grants
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.embedded import EmbeddedNats
@@ -22,10 +24,32 @@ from agentbus.interfaces.metadata import Source
 S = TypeVar("S", bound=Service)
 
 
+ADMIN_KEY_ENV = "AGENTBUS_NATS_NKEY_FILE"
+
+
 @pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    """One real nats-server with JetStream for the whole session."""
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+def test_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthFolder]:
+    """The session's identities: ``admin`` (every subject), whose key every ``Settings``
+    of the session uses (through ``AGENTBUS_NATS_NKEY_FILE``, which child processes
+    inherit). Tests of least privilege make their own (``auth_server``)."""
+    folder = AuthFolder(tmp_path_factory.mktemp("auth"))
+    folder.write([Identity(ADMIN, "admin", admin_grants())])
+    before = os.environ.get(ADMIN_KEY_ENV)
+    os.environ[ADMIN_KEY_ENV] = str(folder.seed_file(ADMIN))
+    yield folder
+    if before is None:
+        os.environ.pop(ADMIN_KEY_ENV, None)
+    else:
+        os.environ[ADMIN_KEY_ENV] = before
+
+
+@pytest.fixture(scope="session")
+def nats_server(
+    tmp_path_factory: pytest.TempPathFactory, test_auth: AuthFolder
+) -> Iterator[EmbeddedNats]:
+    """One real nats-server with JetStream for the whole session; it refuses anonymous
+    clients, as every server agentbus starts does."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), auth=test_auth.server_config)
     with server:
         yield server
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentbus.framework.auth.store import AuthFolder
 from agentbus.framework.deploy.backends.base import Backend, Release, Running
 from agentbus.framework.deploy.backends.local_runtime import (
     LocalRuntime,
@@ -124,6 +125,11 @@ class LocalBackend(Backend):
             paths.append(str(release.site))
         env.update(self.env)
         env.update(release.env)
+        key = os.environ.get("AGENTBUS_NATS_NKEY_FILE")
+        if key and not AuthFolder.of(self.data_dir).seed_file(release.component).is_file():
+            # No identity of its own in the cluster's auth folder (a test server's admin key,
+            # an operator deploying by hand): the version connects as the deployer does.
+            env["AGENTBUS_NATS_NKEY_FILE"] = key
         env.update(
             PYTHONPATH=os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             AGENTBUS_NATS_URL=self.nats_url,

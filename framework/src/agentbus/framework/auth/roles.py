@@ -1,0 +1,126 @@
+"""The grants of each kind of identity, derived from what the code declares.
+
+A service's grants come from its class: the interfaces its ``@handles``/``@streams``
+methods serve, the events its ``@subscribes`` methods consume, the interfaces it
+declares it calls (``Service.uses``) and publishes (``Service.emits``), the framework's
+own needs (streams and buckets every service declares, its config key, dead letters)
+and :meth:`Service.extra_grants` for subjects that are not interfaces. A new endpoint
+or subscription is granted by being written; a call that was not declared is refused
+by the service's own bus before the server refuses it (``Bus`` checks ``uses``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agentbus.framework.auth import grants as g
+from agentbus.framework.auth.grants import Grants
+from agentbus.framework.declarations import EndpointSpec, SubscriptionSpec
+from agentbus.framework.jetstream import (
+    CONFIG_BUCKET,
+    DEPLOYMENTS_BUCKET,
+    EVENTS,
+    KV_BUCKETS,
+    STREAMS,
+)
+from agentbus.interfaces import subjects
+from agentbus.interfaces.message import Interface, InterfaceKind
+from agentbus.interfaces.registry import Registry
+
+if TYPE_CHECKING:
+    from agentbus.framework.service import Service
+
+OPERATOR = "operator"
+"""The person at the CLI: decides approvals and escalations, deploys, configures."""
+ADMIN = "admin"
+"""Every subject: the test harness's identity (``agentbus auth init`` never makes one)."""
+
+_MARKERS = ("__agentbus_handles__", "__agentbus_streams__", "__agentbus_subscribes__")
+
+
+def declared(cls: type[Service]) -> list[tuple[str, EndpointSpec | SubscriptionSpec]]:
+    """``(attribute, spec)`` of every ``@handles``, ``@streams`` and ``@subscribes`` method."""
+    found: list[tuple[str, EndpointSpec | SubscriptionSpec]] = []
+    for attribute in dir(cls):
+        method = getattr(cls, attribute, None)
+        for marker in _MARKERS:
+            spec = getattr(method, marker, None)
+            if spec is not None:
+                found.append((attribute, spec))
+    return found
+
+
+def framework_needs(name: str) -> Grants:
+    """What every service does through the framework, whatever it serves."""
+    needs = g.connection(name) | g.discoverable(name)
+    for spec in STREAMS:
+        needs |= g.create_stream(spec.name)
+    for bucket in KV_BUCKETS:
+        needs |= g.read_bucket(bucket) | g.create_stream(g.kv_stream(bucket))
+    return needs | g.publish(
+        f"{subjects.DEAD_LETTER}.{name}.>",  # events that kept failing
+        f"{subjects.DEAD_LETTER}.malformed",  # undecodable deliveries (nats_guard)
+    )
+
+
+def service_grants(cls: type[Service], name: str, queue_group: str | None = None) -> Grants:
+    """The grants of service ``cls`` running as identity ``name``."""
+    queue = queue_group or name
+    grants = framework_needs(name)
+    for attribute, spec in declared(cls):
+        if isinstance(spec, EndpointSpec):
+            grants |= g.serve(spec.interface, queue)
+        else:
+            durable = spec.durable or f"{queue}__{attribute}"
+            grants |= g.consume(EVENTS.name, durable)
+    for interface in cls.uses:
+        grants |= g.call(interface, name)
+    for interface in cls.emits:
+        grants |= g.emit(interface)
+    return grants | cls.extra_grants(name)
+
+
+def operator_grants(registry: Registry, name: str = OPERATOR) -> Grants:
+    """The operator: calls every interface as itself, watches every subject, decides
+    escalations (``agentbus.escalations.>``), administers JetStream and KV, publishes
+    events (``agentbus bus publish``); serves nothing, so it cannot pose as a service."""
+    grants = g.connection(name) | g.discover() | g.administer_jetstream()
+    for interface in registry:
+        if interface.kind is InterfaceKind.EVENT:
+            grants |= g.emit(interface)
+        else:
+            grants |= g.call(interface, name)
+    return grants | g.Grants.of(
+        publish=[
+            f"{subjects.ESCALATIONS}.>",
+            f"{subjects.WORKFLOWS}.>",
+            f"{subjects.RUNS}.>",
+        ],
+        subscribe=[f"{subjects.EVENTS}.>", f"{subjects.RUNS}.>", "$SRV.>"],
+    )
+
+
+def client_grants(name: str, uses: tuple[Interface[Any, Any], ...]) -> Grants:
+    """A plain client (an example's script, the MCP relay): calls ``uses`` as ``name``."""
+    grants = g.connection(name) | g.discover()
+    for interface in uses:
+        grants |= g.call(interface, name)
+    return grants
+
+
+def admin_grants() -> Grants:
+    return g.everything()
+
+
+__all__ = [
+    "ADMIN",
+    "CONFIG_BUCKET",
+    "DEPLOYMENTS_BUCKET",
+    "OPERATOR",
+    "admin_grants",
+    "client_grants",
+    "declared",
+    "framework_needs",
+    "operator_grants",
+    "service_grants",
+]

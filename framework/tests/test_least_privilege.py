@@ -39,7 +39,7 @@ from agentbus.framework.auth import (
 )
 from agentbus.framework.auth import grants as g
 from agentbus.framework.embedded import EmbeddedNats
-from agentbus.framework.testing import child_environment
+from agentbus.framework.testing import child_environment, settings_as
 from agentbus.framework.wire import to_json
 from agentbus.interfaces import Source
 from agentbus.interfaces.registry import Registry
@@ -80,14 +80,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Aut
 
 
 def as_identity(cluster: tuple[AuthFolder, str], name: str, tmp: Path) -> Settings:
-    folder, url = cluster
-    return Settings(
-        nats_url=url,
-        nats_nkey_file=folder.seed_file(name),
-        identity=name,
-        data_dir=tmp / name,
-        shutdown_grace=1.0,
-    )
+    return settings_as(*cluster, name, tmp)
 
 
 @pytest.fixture

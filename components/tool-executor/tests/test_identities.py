@@ -23,6 +23,7 @@ from agentbus.framework.auth import (
     operator_grants,
     service_grants,
 )
+from agentbus.framework.testing import settings_as
 from agentbus.interfaces.catalog import REGISTRY
 from agentbus.interfaces.catalog.tools import (
     APPROVALS_DECIDE,
@@ -59,15 +60,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def settings_of(cluster: Any, name: str, tmp: Path) -> Settings:
-    folder, url = cluster
-    return Settings(
-        nats_url=url,
-        nats_nkey_file=folder.seed_file(name),
-        identity=name,
-        data_dir=tmp / name,
-        shutdown_grace=1.0,
-        jetstream_storage="memory",
-    )
+    return settings_as(*cluster, name, tmp, jetstream_storage="memory")
 
 
 @pytest.fixture

@@ -97,7 +97,8 @@ class ToolExecutor(Service):
 
     def _caller(self, ctx: MessageContext) -> Caller:
         # The component is the identity the NATS server let through (the subject's last
-        # token), never the src= of the header; the instance is informational only.
+        # token), never the src= of the header; the instance (for the audit) is the sender's
+        # word and decides nothing.
         return Caller(f"{ctx.caller}/{ctx.metadata.source.instance}", ctx.metadata)
 
     @handles(TOOLS_LIST)

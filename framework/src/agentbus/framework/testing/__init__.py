@@ -12,8 +12,8 @@ Nothing here imports pytest, so a fake built on :class:`MockService` can also ru
 process (``agentbus serve module:FakeClass``).
 """
 
-from agentbus.framework.testing.environment import child_environment
+from agentbus.framework.testing.environment import child_environment, settings_as
 from agentbus.framework.testing.mock import Answer, MockService
 from agentbus.framework.testing.waiting import eventually
 
-__all__ = ["Answer", "MockService", "child_environment", "eventually"]
+__all__ = ["Answer", "MockService", "child_environment", "eventually", "settings_as"]

@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    env = child_environment()
+def cli_env(*, session_key: bool = True, **extra: str) -> dict[str, str]:
+    """The environment of a CLI child process: with the test session's key for the session's
+    server, or without (``session_key=False``) for a cluster ``agentbus up`` starts, which
+    admits only its own identities (the CLI then finds the operator's key there)."""
+    env = child_environment(keep_key=session_key)
     env.update(extra)
     return env
 

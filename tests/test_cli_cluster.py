@@ -41,7 +41,7 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
-    env = cli_env(AGENTBUS_DATA_DIR=str(tmp_path / "state"))
+    env = cli_env(session_key=False, AGENTBUS_DATA_DIR=str(tmp_path / "state"))
     with (tmp_path / "up.log").open("w") as log:
         up = subprocess.Popen(
             [*AGENTBUS, "up", "-f", str(CLUSTER)], env=env, cwd=ROOT, stdout=log, stderr=log

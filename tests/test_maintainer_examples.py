@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentbus.framework import Settings
+from agentbus.framework.testing import child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "parallel-agents"))
@@ -26,7 +27,7 @@ def run(*argv: str, timeout: float, env: dict[str, str] | None = None) -> str:
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, **(env or {})},
+        env={**child_environment(keep_key=False), **(env or {})},
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -65,6 +65,7 @@ from agentbus.interfaces.catalog.maintenance import (
 )
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.interfaces.message import BusMessage, Interface
+from agentbus.interfaces.subjects import as_caller, request_subject
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.context import ComponentContext
 from agentbus.maintainer.deployers import BlueGreenDeployer, current_deployment
@@ -83,6 +84,14 @@ PROVIDER_VARIABLES = (
     "OPENAI_BASE_URL",
     "ANTHROPIC_API_KEY",
     "AGENTBUS_MODELS_FILE",
+)
+OWN_CREDENTIALS = (
+    "AGENTBUS_NATS_NKEY_FILE",
+    "AGENTBUS_NATS_CREDS_FILE",
+    "AGENTBUS_NATS_TOKEN",
+    "AGENTBUS_NATS_USER",
+    "AGENTBUS_NATS_PASSWORD",
+    "AGENTBUS_IDENTITY",
 )
 SAMPLE = "sample-greeter"
 ENDED = ("promoted", "failed", "escalated", "proposed", "rejected", "needs-human")
@@ -273,7 +282,8 @@ async def wait_for_maintainers(bus: Bus, names: list[str], timeout: float = 90.0
 
 async def greet(bus: Bus) -> str:
     """What the live sample service answers (through its queue group: the serving color)."""
-    reply = await bus.request_raw("agentbus.sample.greet.v1.demo", b'{"name": "Ada"}', timeout=10)
+    subject = as_caller(request_subject("sample.greet", 1), bus.identity)
+    reply = await bus.request_raw(subject, b'{"name": "Ada"}', timeout=10)
     answer = json.loads(reply.data)
     return f"{answer['greeting']!r} (version {answer['version']})"
 
@@ -438,8 +448,16 @@ def main() -> None:
             agentbus("status", "--wait", "1.5", env=env)
             say(f"agentbus up: the maintainer of {SAMPLE}, here")
         else:
-            env.pop("AGENTBUS_NATS_URL", None)
-            say(f"agentbus up: services and {len(maintained)} maintainers on embedded NATS")
+            # Its own cluster admits only the identities `agentbus up` makes for it (under the
+            # data folder); this script and the CLI are its operator. Keys set for another
+            # cluster would be refused there.
+            for name in (*OWN_CREDENTIALS, "AGENTBUS_NATS_URL"):
+                env.pop(name, None)
+                os.environ.pop(name, None)
+            say(
+                f"agentbus up: services and {len(maintained)} maintainers on embedded NATS, "
+                "each with its own identity and grants"
+            )
         print(f"scratch git copy of the sample component: {sample}")
         up = subprocess.Popen([*AGENTBUS, "up", "-f", str(path)], env=env)
         result: dict[str, Any] = {}

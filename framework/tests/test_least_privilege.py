@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,7 +59,7 @@ class Echo(Service):
         return EchoReply(text=ctx.caller, instance=self.instance, correlation_id="-")
 
     @classmethod
-    def extra_grants(cls, name: str) -> g.Grants:
+    def extra_grants(cls, name: str, environment: Mapping[str, str]) -> g.Grants:
         return g.write_bucket(OWNED_BUCKET)
 
 

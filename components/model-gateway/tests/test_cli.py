@@ -37,7 +37,7 @@ def cluster(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[dict[str, str]]
         'pass_env = ["OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY"]\n',
         encoding="utf-8",
     )
-    env = child_environment()
+    env = child_environment(keep_key=False)  # `agentbus up` makes the cluster's identities
     env.update(
         AGENTBUS_DATA_DIR=str(tmp_path / "state"),
         OPENAI_BASE_URL=fake_openai.base_url,

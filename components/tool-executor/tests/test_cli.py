@@ -29,7 +29,7 @@ def cluster(workspace: Workspace, tmp_path: Path) -> Iterator[dict[str, str]]:
     policy.write_text(
         f"""
 [executor]
-relays = ["cli"]
+relays = ["operator"]
 
 [policy.agent]
 roots = ["{workspace.ws}"]
@@ -52,7 +52,7 @@ env = {{ AGENTBUS_TOOLS_POLICY = "{policy}" }}
 """,
         encoding="utf-8",
     )
-    env = child_environment()
+    env = child_environment(keep_key=False)  # `agentbus up` makes the cluster's identities
     env["AGENTBUS_DATA_DIR"] = str(tmp_path / "state")
     with (tmp_path / "up.log").open("w") as log:
         up = subprocess.Popen([*AGENTBUS, "up", "-f", str(cluster_file)], env=env, stdout=log,

@@ -41,7 +41,7 @@ async def start_writing(bus: Bus) -> str:
     return reply.run_id
 
 
-async def test_approve_through_resume_continues_the_run(
+async def test_approving_at_the_executor_continues_the_run(
     stack: Any, bus: Bus, fake_model: FakeModel, workspace: Path
 ) -> None:
     fake_model.brain = write_then_report
@@ -58,11 +58,10 @@ async def test_approve_through_resume_continues_the_run(
     assert [a.approval_id for a in approvals.approvals] == [pending.approval_id]
     assert stack.executor.running == {}
 
-    reply = await bus.request(
-        WORKFLOWS_RESUME,
-        ResumeRequest(run_id=run_id, decisions={"call_w": "approve"}, decided_by="ada"),
+    await bus.request(
+        APPROVALS_DECIDE,
+        DecideRequest(approval_id=pending.approval_id, decision="approve", decided_by="ada"),
     )
-    assert reply.status == "queued"
 
     run = await wait_status(bus, run_id, "finished", "failed")
     assert run.status == "finished", run.error
@@ -97,27 +96,26 @@ async def test_deny_elsewhere_gives_the_model_the_denial(
     assert last["content"].startswith("error (forbidden)")
 
 
-async def test_resume_refuses_unknown_calls_and_runs_that_wait_for_nothing(
-    stack: Any, bus: Bus, fake_model: FakeModel
+async def test_resume_refuses_decisions_and_says_who_decides(
+    stack: Any, bus: Bus, fake_model: FakeModel, workspace: Path
 ) -> None:
     fake_model.brain = write_then_report
     run_id = await start_writing(bus)
     await wait_status(bus, run_id, "waiting_approval")
 
-    with pytest.raises(RemoteError) as unknown:
-        await bus.request(
-            WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"nope": "approve"})
-        )
-    assert unknown.value.code == "invalid"
-    assert "call_w" in unknown.value.reply.message
-
-    await bus.request(WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"call_w": "deny"}))
-    await wait_status(bus, run_id, "finished")
-    with pytest.raises(RemoteError) as done:
+    with pytest.raises(RemoteError) as refused:
         await bus.request(
             WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"call_w": "approve"})
         )
-    assert done.value.code == "conflict"
+
+    assert refused.value.code == "forbidden"
+    assert "tools.approvals.decide" in refused.value.reply.message
+    assert "agentbus runs resume" in refused.value.reply.message
+    run = await wait_status(bus, run_id, "waiting_approval")
+    assert run.pending_approvals[0].decision is None
+    assert not (workspace / "out.txt").exists()
+    approvals = await bus.request(APPROVALS_LIST, ListApprovalsRequest(status="pending"))
+    assert len(approvals.approvals) == 1  # nothing was decided
 
 
 async def test_a_parked_run_is_cancelled_at_once(
@@ -130,11 +128,8 @@ async def test_a_parked_run_is_cancelled_at_once(
     reply = await bus.request(WORKFLOWS_CANCEL, CancelRequest(run_id=run_id))
 
     assert reply.status == "cancelled"
-    with pytest.raises(RemoteError) as caught:
-        await bus.request(
-            WORKFLOWS_RESUME, ResumeRequest(run_id=run_id, decisions={"call_w": "approve"})
-        )
-    assert caught.value.code == "conflict"
+    resumed = await bus.request(WORKFLOWS_RESUME, ResumeRequest(run_id=run_id))
+    assert resumed.status == "cancelled"
     assert not (workspace / "out.txt").exists()
 
 
@@ -173,8 +168,10 @@ async def test_a_custom_workflow_replays_its_steps_after_approval(
     )
     run = await wait_status(bus, reply.run_id, "waiting_approval", "failed")
     await bus.request(
-        WORKFLOWS_RESUME,
-        ResumeRequest(run_id=reply.run_id, decisions={f"{reply.run_id}:1": "approve"}),
+        APPROVALS_DECIDE,
+        DecideRequest(
+            approval_id=run.pending_approvals[0].approval_id, decision="approve", decided_by="ada"
+        ),
     )
 
     run = await wait_status(bus, reply.run_id, "finished", "failed")

@@ -15,10 +15,9 @@ from runner_helpers import FakeModel, Received, answer, run_events, tool_results
 
 from agentbus.framework import Bus, EmbeddedNats, NoRespondersError, Settings
 from agentbus.framework.testing import eventually
+from agentbus.interfaces.catalog.tools import APPROVALS_DECIDE, DecideRequest
 from agentbus.interfaces.catalog.workflows import (
-    WORKFLOWS_RESUME,
     WORKFLOWS_START,
-    ResumeRequest,
     StartRequest,
 )
 from agentbus.interfaces.metadata import Source
@@ -209,12 +208,14 @@ async def test_a_run_survives_a_restart_of_nats_server(
     own_nats.start()
 
     async with Bus(settings, Source("test", "after")) as bus:
+        run = await wait_status(bus, reply.run_id, "waiting_approval")
+        approval = run.pending_approvals[0].approval_id
 
         async def resumed() -> bool:
             try:
                 await bus.request(
-                    WORKFLOWS_RESUME,
-                    ResumeRequest(run_id=reply.run_id, decisions={"call_w": "approve"}),
+                    APPROVALS_DECIDE,
+                    DecideRequest(approval_id=approval, decision="approve", decided_by="ada"),
                     timeout=2,
                 )
             except Exception:

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
+from agentbus.framework.auth.grants import inbox_prefix
 from agentbus.framework.context import MessageContext
 from agentbus.framework.jetstream import DEAD_LETTER, EVENTS
 from agentbus.framework.metrics import EndpointMetrics
@@ -105,6 +106,9 @@ class EventSubscription:
             ),
             ack_policy=AckPolicy.MANUAL,
             max_workers=self._concurrency,
+            # Fetch replies come to the identity's private inbox (FastStream's default is
+            # `_INBOX.`, which no identity may subscribe to on a server with permissions).
+            inbox_prefix=f"{inbox_prefix(self._bus.identity)}.".encode(),
         )
         subscriber(self._on_message)
         await subscriber.start()

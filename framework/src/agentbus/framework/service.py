@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -74,10 +74,18 @@ class Service:
     """Event interfaces this service publishes: its identity may publish only these."""
 
     @classmethod
-    def extra_grants(cls, name: str) -> Grants:
-        """Subjects beyond interfaces this service needs as identity ``name`` (its own KV
-        buckets and streams, raw subjects); see ``agentbus.framework.auth.grants``."""
+    def extra_grants(cls, name: str, environment: Mapping[str, str]) -> Grants:
+        """Subjects beyond interfaces this service needs as identity ``name`` when started
+        with ``environment`` (its own KV buckets and streams, raw subjects, subscriptions it
+        makes at run time); see ``agentbus.framework.auth.grants``."""
         return Grants()
+
+    @classmethod
+    def deployed_identities(cls, name: str, environment: Mapping[str, str]) -> dict[str, Grants]:
+        """Identities of the versions this service deploys (a maintainer's component), by
+        name, when it runs as ``name`` with ``environment``; ``agentbus up`` and ``agentbus
+        auth init`` admit them too, and a deployed version connects with its own key."""
+        return {}
 
     def __init__(
         self,

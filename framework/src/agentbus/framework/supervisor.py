@@ -43,6 +43,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentbus.framework.auth.store import AuthFolder, Identity
 from agentbus.framework.config import load_toml, redact_url
 from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
 from agentbus.framework.errors import ConfigError
@@ -171,11 +172,23 @@ class Supervisor:
     log: Log = print
     grace: float = 10.0
     replicas: list[Replica] = field(default_factory=list)
+    identities: list[Identity] | None = None
+    """The cluster's identities (``auth.cluster_identities``): written to the auth folder
+    before the embedded server starts, which then admits only them. ``None``: an anonymous
+    embedded server (tests of that very refusal)."""
     nats: EmbeddedNats | None = None
     url: str = ""
     _stopping: bool = False
 
+    @property
+    def auth(self) -> AuthFolder:
+        return AuthFolder.of(self.data_dir)
+
     def start(self) -> None:
+        if self.identities is not None:
+            made = self.auth.write(self.identities)
+            fresh = f", new keys for {', '.join(made)}" if made else ""
+            self.log(f"identities of {len(self.identities)} in {self.auth.path}{fresh}")
         if self.cluster.nats.url:
             self.url = self.cluster.nats.url
             self.log(f"using NATS at {redact_url(self.url)}")
@@ -185,9 +198,14 @@ class Supervisor:
                 port=self.cluster.nats.port,
                 monitor_port=self.cluster.nats.monitor_port,
                 write_url_file=True,
+                auth=self.auth.server_config if self.identities is not None else None,
             ).start()
             self.url = self.nats.url
-            self.log(f"embedded nats-server with JetStream on {self.url} (data in {self.data_dir})")
+            admits = "only the cluster's identities" if self.nats.auth else "anyone"
+            self.log(
+                f"embedded nats-server with JetStream on {self.url} (data in {self.data_dir}; "
+                f"admits {admits})"
+            )
         for service in self.cluster.service:
             for index in range(service.replicas):
                 replica = Replica(service, index)
@@ -203,6 +221,10 @@ class Supervisor:
             "AGENTBUS_DATA_DIR": str(self.data_dir.resolve()),
             "AGENTBUS_INSTANCE": replica.instance,
         }
+        key = self.auth.seed_file(replica.service.name)
+        if key.is_file():  # its own identity, whatever key `agentbus up` itself was given
+            settings["AGENTBUS_NATS_NKEY_FILE"] = str(key.resolve())
+            settings["AGENTBUS_IDENTITY"] = replica.service.name
         for key, value in self.cluster.agentbus.items():
             name = f"AGENTBUS_{key.upper()}"
             if name not in os.environ:  # the environment wins over the file, as in Settings

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from agentbus.framework import ConfigError, MessageContext, Service, Settings
+from agentbus.framework.auth import Grants
 from agentbus.interfaces.catalog.maintenance import (
     DEPENDENCY_UPDATED,
     DependencyUpdated,
@@ -39,13 +41,16 @@ from agentbus.maintainer.context import ComponentContext
 from agentbus.maintainer.deployers import Deployer, deployer_for
 from agentbus.maintainer.escalations import EscalationStore
 from agentbus.maintainer.peers import BusPeers, Peers
+from agentbus.maintainer.permissions import (
+    COMPONENT_ENV,
+    deployed_grants,
+    durable,
+    maintainer_grants,
+)
 from agentbus.maintainer.pipeline import Event, Pipeline
 from agentbus.maintainer.rules import Decision, Facts
 
 log = logging.getLogger("agentbus.maintainer")
-
-COMPONENT_ENV = "AGENTBUS_MAINTAINER_COMPONENT"
-"""The component folder, for ``agentbus up`` cluster files (``env = {...}``)."""
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -70,6 +75,14 @@ class Maintainer(Service):
     name = "maintainer"
     version = "0.1.0"
     uses = (GENERATE, CATALOG, WORKFLOWS_START, WORKFLOWS_GET)
+
+    @classmethod
+    def extra_grants(cls, name: str, environment: Mapping[str, str]) -> Grants:
+        return maintainer_grants(name, environment)
+
+    @classmethod
+    def deployed_identities(cls, name: str, environment: Mapping[str, str]) -> dict[str, Grants]:
+        return deployed_grants(environment)
 
     def __init__(
         self,
@@ -145,7 +158,7 @@ class Maintainer(Service):
                 await self.subscribe(
                     interface,
                     handler,
-                    durable=f"{self.name}__{interface.name.replace('.', '_')}",
+                    durable=durable(self.name, interface.name),
                     ack_wait=60.0,
                 )
         kv = await self.escalations.kv()

@@ -2,8 +2,9 @@
 
 Everything goes over the bus to a running tool executor (``agentbus up``), so
 the CLI gets the same policies, approvals and audit as any agent. The CLI
-connects as component ``cli``; to act as another identity with ``--caller`` the
-policy file must list ``cli`` under ``[executor] relays``.
+connects as its identity (the operator's, under ``agentbus up``) and uses that
+identity's policy; to act as another identity with ``--caller`` the policy file
+must list the CLI's identity (``operator``) under ``[executor] relays``.
 """
 
 from __future__ import annotations
@@ -32,18 +33,21 @@ from agentbus.interfaces.metadata import Source, new_id
 app = typer.Typer(help="Tools of the tool executor: list, run, serve over MCP.")
 approvals_app = typer.Typer(help="Tool calls waiting for a human decision.")
 
-CallerOption = Annotated[str, typer.Option("--caller", help="The identity whose policy applies.")]
+CallerOption = Annotated[
+    str | None,
+    typer.Option("--caller", help="The identity whose policy applies (default: yours)."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @app.command("list")
 def list_tools(
-    ctx: typer.Context, caller: CallerOption = "cli", as_json: JsonOption = False
+    ctx: typer.Context, caller: CallerOption = None, as_json: JsonOption = False
 ) -> None:
     """List the tools a caller may use, with their risk."""
 
     async def work(bus: Bus) -> list[dict[str, Any]]:
-        reply = await bus.request(TOOLS_LIST, ListToolsRequest(caller=caller))
+        reply = await bus.request(TOOLS_LIST, ListToolsRequest(caller=caller or bus.identity))
         return [json.loads(to_json(spec)) for spec in reply.tools]
 
     tools = run(with_bus(options(ctx), work))
@@ -64,7 +68,7 @@ def run_tool(
     ctx: typer.Context,
     tool: Annotated[str, typer.Argument(help="Tool name, e.g. fs.read.")],
     args: Annotated[str, typer.Option("--args", help="Arguments as JSON, or @file.json.")] = "{}",
-    caller: CallerOption = "cli",
+    caller: CallerOption = None,
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Retry key (approvals, replays).")
     ] = None,
@@ -74,11 +78,14 @@ def run_tool(
     arguments = parse_json(args, "--args")
     if not isinstance(arguments, dict):
         raise ConfigError("--args must be a JSON object")
-    request = ExecuteRequest(
-        tool=tool, arguments=arguments, caller=caller, idempotency_key=idempotency_key
-    )
 
     async def work(bus: Bus) -> dict[str, Any]:
+        request = ExecuteRequest(
+            tool=tool,
+            arguments=arguments,
+            caller=caller or bus.identity,
+            idempotency_key=idempotency_key,
+        )
         reply = await bus.request(TOOLS_EXECUTE, request, timeout=timeout)
         result: dict[str, Any] = json.loads(to_json(reply.result))
         return result

@@ -3,7 +3,7 @@
 ::
 
     [executor]
-    relays = ["cli", "mcp"]          # sources allowed to call on behalf of another identity
+    relays = ["operator", "mcp"]     # identities allowed to call on behalf of another identity
 
     [policy.coder]
     roots = ["${WORKSPACE}"]         # every path must resolve inside one of these

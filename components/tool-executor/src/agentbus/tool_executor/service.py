@@ -14,6 +14,7 @@ This module is only the bus adapter: every decision is in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from agentbus.framework import MessageContext, Service, ServiceError, Settings, handles
@@ -54,7 +55,7 @@ class ToolExecutor(Service):
     emits = (APPROVAL_DECIDED,)
 
     @classmethod
-    def extra_grants(cls, name: str) -> Grants:
+    def extra_grants(cls, name: str, environment: Mapping[str, str]) -> Grants:
         """Only this identity writes approvals and the run ledger, and publishes the
         executor's audit and escalation records."""
         return (

@@ -7,6 +7,7 @@ interfaces; ``--follow`` reads the run's events from the ``AGENTBUS_RUNS`` strea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from typing import Annotated, Any
@@ -44,6 +45,7 @@ from agentbus.interfaces.catalog.workflows import (
     WaitingApproval,
 )
 from agentbus.interfaces.subjects import run_events_subject
+from agentbus.workflow_runner.deciding import decide_pending
 from agentbus.workflow_runner.dispatch import EVENTS_STREAM
 from agentbus.workflow_runner.retention import ExpiredRun, parse_duration, sweep
 from agentbus.workflow_runner.store import RunStore
@@ -198,24 +200,48 @@ def resume(
         bool, typer.Option("--follow", "-f", help="Follow the run afterwards.")
     ] = False,
 ) -> None:
-    """Decide a run's pending approvals and continue it."""
+    """Decide a run's pending approvals (as you, the operator, at the tool executor) and
+    continue it; without decisions, queue a waiting run again."""
 
     async def work(bus: Bus) -> int:
+        info = (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
         decisions: dict[str, str] = {}
         if approve_all:
-            info = (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
             decisions = {p.tool_call_id: "approve" for p in info.pending_approvals}
         decisions |= dict.fromkeys(approve or [], "approve")
         decisions |= dict.fromkeys(deny or [], "deny")
-        request = ResumeRequest.model_validate(
-            {"run_id": run_id, "decisions": decisions, "decided_by": by, "note": note}
-        )
-        reply = await bus.request(WORKFLOWS_RESUME, request)
-        console.print(f"run [bold]{reply.run_id}[/] {_status(reply.status)}")
-        _print_pending(reply.run_id, reply.pending_approvals)
+        if decisions:
+            decided = await decide_pending(bus, info, decisions, decided_by=by, note=note)
+            for call_id, status in sorted(decided.items()):
+                console.print(f"{call_id}: {status}")
+            info = await _until_taken(bus, run_id, set(decided))
+            console.print(f"run [bold]{info.run_id}[/] {_status(info.status)}")
+            _print_pending(info.run_id, info.pending_approvals)
+        else:
+            reply = await bus.request(WORKFLOWS_RESUME, ResumeRequest(run_id=run_id))
+            console.print(f"run [bold]{reply.run_id}[/] {_status(reply.status)}")
+            _print_pending(reply.run_id, reply.pending_approvals)
         return await follow_run(bus, run_id) if follow_after else 0
 
     sys.exit(run(with_bus(options(ctx), work)))
+
+
+async def _until_taken(bus: Bus, run_id: str, calls: set[str], timeout: float = 5.0) -> RunInfo:
+    """The run once the runner has noted the decisions on ``calls`` (their event reaches it
+    shortly), or as it is after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        info = (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
+        noted = all(
+            p.decision is not None for p in info.pending_approvals if p.tool_call_id in calls
+        )
+        if (
+            info.status != "waiting_approval"
+            or noted
+            or asyncio.get_running_loop().time() > deadline
+        ):
+            return info
+        await asyncio.sleep(0.1)
 
 
 @runs_app.command("purge")

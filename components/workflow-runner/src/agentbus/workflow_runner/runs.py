@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from agentbus.framework import Bus, RemoteError, ServiceError
-from agentbus.interfaces.catalog.tools import Approval, DecideReply, DecideRequest
+from agentbus.framework import Bus, ServiceError
+from agentbus.interfaces.catalog.tools import Approval
 from agentbus.interfaces.catalog.workflows import (
     TERMINAL,
     CancelReply,
@@ -40,12 +39,10 @@ from agentbus.interfaces.metadata import new_id
 from agentbus.interfaces.subjects import run_events_subject, workflow_control_subject
 from agentbus.interfaces.validation import schema_violation
 from agentbus.workflow_runner import dispatch
+from agentbus.workflow_runner.deciding import REFUSED
 from agentbus.workflow_runner.definition import Workflow, WorkflowApp
 from agentbus.workflow_runner.run_events import RunEvents
 from agentbus.workflow_runner.store import RunStore, now
-
-Decide = Callable[[DecideRequest], Awaitable[DecideReply]]
-"""Asks the tool executor to decide one approval (``tools.approvals.decide``)."""
 
 
 class Runs:
@@ -181,50 +178,23 @@ class Runs:
 
     # -- approvals -----------------------------------------------------------------------
 
-    async def resume(self, request: ResumeRequest, decide: Decide) -> ResumeReply:
-        """Decide the run's pending approvals through ``decide``; queue it when all are."""
+    async def resume(self, request: ResumeRequest) -> ResumeReply:
+        """Queue a waiting run again (a run queued already is dispatched again, de-duplicated).
+
+        Decisions are refused (``deciding.REFUSED``): approvals are decided at the tool
+        executor by someone other than the runner, and their event continues the run."""
+        if request.decisions:
+            raise ServiceError(
+                ErrorCode.FORBIDDEN,
+                REFUSED.format(run_id=request.run_id),
+                decide_with="tools.approvals.decide",
+            )
         run = await self._load(request.run_id)
-        if run.status == "queued" and not request.decisions:  # dispatch again (de-duplicated)
+        if run.status == "queued":  # dispatch again (de-duplicated)
             await dispatch.dispatch(self._bus.js, run.run_id, run.generation)
         if run.status != "waiting_approval":
-            if request.decisions:
-                raise ServiceError(
-                    ErrorCode.CONFLICT,
-                    f"run {run.run_id} is {run.status}: it waits for no approval",
-                    status=run.status,
-                )
             return ResumeReply(run_id=run.run_id, status=run.status)
-        pending = {p.tool_call_id: p for p in run.pending_approvals}
-        unknown = sorted(set(request.decisions) - set(pending))
-        if unknown:
-            raise ServiceError(
-                ErrorCode.INVALID,
-                f"run {run.run_id} waits for no tool call {', '.join(unknown)}; pending: "
-                f"{', '.join(sorted(pending)) or 'none'}",
-                pending=sorted(pending),
-            )
-        decided: dict[str, str] = {}
-        for call_id, decision in request.decisions.items():
-            approval = pending[call_id].approval_id
-            try:
-                reply = await decide(
-                    DecideRequest(
-                        approval_id=approval,
-                        decision=decision,
-                        decided_by=request.decided_by,
-                        note=request.note,
-                    )
-                )
-                decided[approval] = reply.approval.status
-            except RemoteError as exc:
-                if exc.code != ErrorCode.CONFLICT:  # conflict: decided already; fine
-                    raise ServiceError(
-                        exc.code,
-                        f"the tool executor refused the decision on {call_id}: {exc.reply.message}",
-                        **exc.details,
-                    ) from None
-                decided[approval] = str(exc.details.get("status", ""))
-        run = await self._record_decisions(run.run_id, decided, force=not request.decisions)
+        run = await self._record_decisions(run.run_id, {}, force=True)
         return ResumeReply(
             run_id=run.run_id, status=run.status, pending_approvals=run.pending_approvals
         )

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from agentbus.framework import MessageContext, Service, Settings, handles, subscribes
+from agentbus.framework import EVENTS, MessageContext, Service, Settings, handles, subscribes
+from agentbus.framework.auth import Grants, grants
 from agentbus.interfaces.catalog.model import CATALOG, GENERATE, STREAM
 from agentbus.interfaces.catalog.tools import (
     APPROVAL_DECIDED,
-    APPROVALS_DECIDE,
     TOOLS_EXECUTE,
     TOOLS_LIST,
     Approval,
@@ -47,7 +47,11 @@ from agentbus.interfaces.catalog.workflows import (
     StartReply,
     StartRequest,
 )
-from agentbus.interfaces.subjects import workflow_control_subject
+from agentbus.interfaces.subjects import (
+    runs_wildcard,
+    workflow_control_subject,
+    workflow_dispatch_subject,
+)
 from agentbus.workflow_runner import dispatch, retention, routes
 from agentbus.workflow_runner.definition import WorkflowApp, load_app
 from agentbus.workflow_runner.executor import RunExecutor
@@ -55,6 +59,8 @@ from agentbus.workflow_runner.presets import presets
 from agentbus.workflow_runner.run_events import RunEvents
 from agentbus.workflow_runner.runs import Runs
 from agentbus.workflow_runner.settings import RunnerSettings
+from agentbus.workflow_runner.store import BUCKET as RUNS_BUCKET
+from agentbus.workflow_runner.store import STREAM as RUNS_STREAM
 from agentbus.workflow_runner.store import RunStore
 
 COMPONENT = "workflow-runner"
@@ -64,8 +70,39 @@ class WorkflowRunner(Service):
     """Executes durable agent workflows: model and tool calls over the bus, step by step."""
 
     name = COMPONENT
-    uses = (GENERATE, STREAM, CATALOG, TOOLS_LIST, TOOLS_EXECUTE, APPROVALS_DECIDE)
+    uses = (GENERATE, STREAM, CATALOG, TOOLS_LIST, TOOLS_EXECUTE)
+    """No ``tools.approvals.decide``: the tool calls of runs are the runner's own, so
+    approvals are decided by the operator (``agentbus runs resume`` decides, then resumes)."""
     version = "0.1.0"
+
+    @classmethod
+    def extra_grants(cls, name: str, environment: Mapping[str, str]) -> Grants:
+        """The run store, the work queue and its consumer, run events, the control subject
+        replicas answer each other on, and one durable per event route of the apps that
+        ``AGENTBUS_RUNNER_APPS`` names in ``environment``."""
+        needs = (
+            grants.write_bucket(RUNS_BUCKET)
+            | grants.create_stream(dispatch.QUEUE.name)
+            | grants.create_stream(dispatch.EVENTS_STREAM)
+            | grants.consume(dispatch.QUEUE.name, dispatch.CONSUMER)
+            | grants.publish(
+                workflow_dispatch_subject(),
+                runs_wildcard(),
+                workflow_control_subject(),
+                f"{grants.JS_API}.STREAM.PURGE.{RUNS_STREAM}",  # retention of finished runs
+                f"{grants.JS_API}.STREAM.INFO.{dispatch.EVENTS_STREAM}",
+            )
+            | grants.subscribe(workflow_control_subject())
+            | grants.read_stream(dispatch.EVENTS_STREAM)
+        )
+        needs = needs | Grants.of(responses=True)  # control requests between replicas
+        app = WorkflowApp("grants")
+        references = environment.get("AGENTBUS_RUNNER_APPS", "")
+        for reference in filter(None, (r.strip() for r in references.split(","))):
+            app.extend(load_app(reference))
+        for route in app.routes:
+            needs |= grants.consume(EVENTS.name, routes.durable_name(name, route))
+        return needs
 
     def __init__(
         self,
@@ -162,7 +199,7 @@ class WorkflowRunner(Service):
 
     @handles(WORKFLOWS_RESUME)
     async def resume_run(self, request: ResumeRequest, ctx: MessageContext) -> ResumeReply:
-        return await self.runs.resume(request, lambda decide: ctx.request(APPROVALS_DECIDE, decide))
+        return await self.runs.resume(request)
 
     @subscribes(APPROVAL_DECIDED)
     async def on_approval_decided(self, approval: Approval, ctx: MessageContext) -> None:

@@ -14,6 +14,7 @@ from agentbus.framework.auth.roles import (
     OPERATOR,
     admin_grants,
     client_grants,
+    context_grants,
     operator_grants,
     service_grants,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Identity",
     "admin_grants",
     "client_grants",
+    "context_grants",
     "grants",
     "inbox_prefix",
     "new_seed",

@@ -86,17 +86,26 @@ def connection(identity: str) -> Grants:
 
 def serve(interface: Interface[Any, Any], queue: str) -> Grants:
     """Answer ``interface`` in queue group ``queue`` (and on an instance's direct subject)."""
-    subject = subjects.subject_for(interface)
-    direct = subjects.direct_subject("INSTANCE", interface.name, interface.version.major)
-    direct = direct.replace(".INSTANCE.", ".*.")
+    return serve_request(interface.name, interface.version.major, queue)
+
+
+def serve_request(name: str, major: int, queue: str) -> Grants:
+    """Answer request (or stream) interface ``name`` v``major`` in queue group ``queue``,
+    and on an instance's direct subject (by name: a component's context.json declares it)."""
+    subject = subjects.request_subject(name, major)
     return Grants.of(
         subscribe=[
             f"{subjects.callers(subject)} {queue}",
-            subjects.callers(direct),
+            subjects.callers(_any_instance(name, major)),
             "_INBOX_*.*.cancel",  # a stream's caller may cancel it (endpoint._cancel_subject)
         ],
         responses=True,
     )
+
+
+def _any_instance(name: str, major: int) -> str:
+    """Every instance's direct subject of ``name`` v``major``."""
+    return subjects.direct_subject("INSTANCE", name, major).replace(".INSTANCE.", ".*.")
 
 
 def discoverable(service: str) -> Grants:
@@ -113,11 +122,18 @@ def discover() -> Grants:
 
 def call(interface: Interface[Any, Any], identity: str) -> Grants:
     """Send ``interface`` requests as ``identity`` (also to one instance's direct subject)."""
-    subject = subjects.subject_for(interface)
-    direct = subjects.direct_subject("INSTANCE", interface.name, interface.version.major)
-    direct = direct.replace(".INSTANCE.", ".*.")
+    return call_request(interface.name, interface.version.major, identity)
+
+
+def call_request(name: str, major: int, identity: str) -> Grants:
+    """Send requests of ``name`` v``major`` as ``identity``, also to any instance's direct
+    subject (the deploy probe smoke-tests a new version there)."""
+    subject = subjects.request_subject(name, major)
     return Grants.of(
-        publish=[subjects.as_caller(subject, identity), subjects.as_caller(direct, identity)]
+        publish=[
+            subjects.as_caller(subject, identity),
+            subjects.as_caller(_any_instance(name, major), identity),
+        ]
     )
 
 

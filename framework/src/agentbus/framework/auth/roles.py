@@ -11,6 +11,8 @@ by the service's own bus before the server refuses it (``Bus`` checks ``uses``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentbus.framework.auth import grants as g
@@ -63,8 +65,14 @@ def framework_needs(name: str) -> Grants:
     )
 
 
-def service_grants(cls: type[Service], name: str, queue_group: str | None = None) -> Grants:
-    """The grants of service ``cls`` running as identity ``name``."""
+def service_grants(
+    cls: type[Service],
+    name: str,
+    queue_group: str | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> Grants:
+    """The grants of service ``cls`` running as identity ``name`` with ``environment``
+    (default: this process's)."""
     queue = queue_group or name
     grants = framework_needs(name)
     for attribute, spec in declared(cls):
@@ -77,7 +85,39 @@ def service_grants(cls: type[Service], name: str, queue_group: str | None = None
         grants |= g.call(interface, name)
     for interface in cls.emits:
         grants |= g.emit(interface)
-    return grants | cls.extra_grants(name)
+    return grants | cls.extra_grants(name, os.environ if environment is None else environment)
+
+
+def context_grants(name: str, context: Mapping[str, Any], registry: Registry) -> Grants:
+    """The grants of a component deployed as identity ``name``, from its ``context.json``
+    (``interfaces.provides`` / ``consumes``): serve what it provides (publish it, if an
+    event), call what it consumes. Names not in ``registry`` are request interfaces (the
+    component defines them); consumed events are not granted (their durable consumers are
+    named after the code, which this does not read)."""
+    known = {(i.name, i.version.major): i for i in registry}
+    interfaces = context.get("interfaces") or {}
+    grants = framework_needs(name)
+    for role in ("provides", "consumes"):
+        for entry in interfaces.get(role) or ():
+            interface_name = str(entry.get("name", ""))
+            major = _major(str(entry.get("version", "1")))
+            interface = known.get((interface_name, major))
+            is_event = interface is not None and interface.kind is InterfaceKind.EVENT
+            if role == "provides":
+                grants |= (
+                    g.emit(interface)
+                    if interface is not None and is_event
+                    else (g.serve_request(interface_name, major, name))
+                )
+            elif not is_event:
+                grants |= g.call_request(interface_name, major, name)
+    return grants
+
+
+def _major(version: str) -> int:
+    """The major of ``1.2.0``, or of a range's lower bound (``>=1.0.0,<2.0.0``)."""
+    digits = version.lstrip(">=<~^ ").split(".", 1)[0]
+    return int(digits) if digits.isdigit() else 1
 
 
 def operator_grants(registry: Registry, name: str = OPERATOR) -> Grants:
@@ -96,7 +136,13 @@ def operator_grants(registry: Registry, name: str = OPERATOR) -> Grants:
             f"{subjects.WORKFLOWS}.>",
             f"{subjects.RUNS}.>",
         ],
-        subscribe=[f"{subjects.EVENTS}.>", f"{subjects.RUNS}.>", "$SRV.>"],
+        subscribe=[
+            f"{subjects.EVENTS}.>",
+            f"{subjects.RUNS}.>",
+            f"{subjects.AUDIT}.>",
+            f"{subjects.ESCALATIONS}.>",
+            f"{subjects.DEAD_LETTER}.>",
+        ],
     )
 
 
@@ -119,6 +165,7 @@ __all__ = [
     "OPERATOR",
     "admin_grants",
     "client_grants",
+    "context_grants",
     "declared",
     "framework_needs",
     "operator_grants",

@@ -8,18 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from agentbus.framework.auth import (
-    OPERATOR,
-    AuthFolder,
-    Identity,
-    client_grants,
-    operator_grants,
-    service_grants,
-)
+from agentbus.framework.auth import AuthFolder
+from agentbus.framework.auth.cluster import cluster_identities
 from agentbus.framework.auth.credentials import identity_and_key
 from agentbus.framework.cli.common import console, load_registry, options, print_json
 from agentbus.framework.errors import ConfigError
-from agentbus.framework.runner import load_service
 from agentbus.framework.supervisor import ClusterFile
 
 app = typer.Typer(
@@ -27,28 +20,6 @@ app = typer.Typer(
     "operator (you, at the CLI); the nats-server agentbus starts admits only them.",
     no_args_is_help=True,
 )
-
-RELAY = "mcp"
-"""`agentbus tools mcp`'s identity: lists and calls tools on behalf of a configured caller."""
-
-
-def cluster_identities(cluster: ClusterFile) -> list[Identity]:
-    """The operator, the MCP relay and one identity per service, grants derived from code."""
-    registry = load_registry()
-    identities = [
-        Identity(OPERATOR, "operator", operator_grants(registry)),
-        Identity(
-            RELAY,
-            "client",
-            client_grants(
-                RELAY, tuple(registry.resolve(n) for n in ("tools.list", "tools.execute"))
-            ),
-        ),
-    ]
-    for section in cluster.service:
-        cls = load_service(section.target)
-        identities.append(Identity(section.name, "service", service_grants(cls, section.name)))
-    return identities
 
 
 @app.command("init")
@@ -65,7 +36,8 @@ def init(
     """Write <data dir>/auth: a 0600 seed per identity (kept when present) and the server's
     config of public keys and permissions. Run again after adding a service or an interface."""
     folder = AuthFolder.of(options(ctx).settings().data_dir)
-    made = folder.write(cluster_identities(ClusterFile.load(file)), rotate=set(rotate or ()))
+    identities = cluster_identities(ClusterFile.load(file), load_registry())
+    made = folder.write(identities, rotate=set(rotate or ()))
     console.print(
         f"identities in {folder.path}: {len(folder.records())} "
         f"({', '.join(made) + ' new' if made else 'no new keys'}); a running `agentbus up` "

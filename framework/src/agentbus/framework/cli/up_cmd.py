@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
+from agentbus.framework.auth.cluster import cluster_identities
 from agentbus.framework.bus import resolve_nats_url
-from agentbus.framework.cli.common import console, options
+from agentbus.framework.cli.common import console, load_registry, options
 from agentbus.framework.embedded import EmbeddedNats
 from agentbus.framework.runner import load_service, serve
 from agentbus.framework.supervisor import ClusterFile, Supervisor
@@ -26,7 +27,11 @@ def up(
         int | None, typer.Option(help="Embedded NATS port (overrides the file; 0: any).")
     ] = None,
 ) -> None:
-    """Start embedded NATS and the cluster file's services; restart crashes; Ctrl-C stops all."""
+    """Start embedded NATS and the cluster file's services; restart crashes; Ctrl-C stops all.
+
+    Every start writes the cluster's identities (as `agentbus auth init` does: existing keys
+    are kept) under <data dir>/auth; the embedded server admits only them, each service
+    connects with its own key and the CLI with the operator's."""
     cluster = ClusterFile.load(file)
     if port is not None:
         cluster.nats.port = port
@@ -37,6 +42,7 @@ def up(
     supervisor = Supervisor(
         cluster,
         settings.data_dir,
+        identities=cluster_identities(cluster, load_registry()),
         log=lambda line: console.print(f"[bold blue]up[/] {line}"),
         grace=settings.shutdown_grace,
     )

@@ -6,7 +6,7 @@ interface                  kind       what
 ``workflows.start``        request    workflow name + input -> a run id, at once
 ``workflows.get``          request    a run: status, steps, pending approvals, result
 ``workflows.cancel``       request    stop a run (at its next step boundary)
-``workflows.resume``       request    decisions for pending approvals (by tool-call id)
+``workflows.resume``       request    queue a waiting run again (decisions: refused, below)
 ``workflows.list``         request    runs, newest first, filtered by status / workflow
 ``workflows.run.event``    event      progress of one run on ``agentbus.runs.<id>.events``
 =========================  =========  =====================================================
@@ -15,6 +15,11 @@ A run moves ``queued`` -> ``running`` -> ``finished`` | ``failed`` | ``cancelled
 ``running`` -> ``waiting_approval`` -> ``queued`` when a tool call needs a human decision.
 Every step's result is persisted before the next starts; a run survives the loss of its
 runner replica and continues from its last persisted step.
+
+Approvals are decided at the tool executor (``tools.approvals.decide``) by an identity
+other than the one that made the call; the runner makes its runs' calls, so it refuses
+``workflows.resume`` decisions (``forbidden``) and continues a run when the executor's
+``tools.approval.decided`` event says its calls were decided (``agentbus runs resume``).
 """
 
 from __future__ import annotations

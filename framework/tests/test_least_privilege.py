@@ -16,10 +16,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import nats
-import nats.errors
 import pytest
-from framework_helpers import EchoReply, EchoRequest, echo_interface
+from framework_helpers import EchoReply, EchoRequest, Note, echo_interface, note_interface
 
 from agentbus.framework import (
     Bus,
@@ -29,6 +27,7 @@ from agentbus.framework import (
     Settings,
     handles,
     key_value,
+    subscribes,
 )
 from agentbus.framework.auth import (
     AuthFolder,
@@ -39,13 +38,14 @@ from agentbus.framework.auth import (
 )
 from agentbus.framework.auth import grants as g
 from agentbus.framework.embedded import EmbeddedNats
-from agentbus.framework.testing import child_environment, settings_as
+from agentbus.framework.testing import Intruder, child_environment, eventually, settings_as
 from agentbus.framework.wire import to_json
 from agentbus.interfaces import Source
 from agentbus.interfaces.registry import Registry
 from agentbus.interfaces.subjects import as_caller, callers, subject_for
 
 ECHO = echo_interface()
+NOTE = note_interface()
 OWNED_BUCKET = "agentbus_test_owned"
 
 
@@ -63,15 +63,30 @@ class Echo(Service):
         return g.write_bucket(OWNED_BUCKET)
 
 
+class Listener(Service):
+    """Consumes an event through its durable consumer (fetched into its private inbox)."""
+
+    name = "listener"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.heard: list[str] = []
+
+    @subscribes(NOTE)
+    async def on_note(self, note: Note, ctx: MessageContext) -> None:
+        self.heard.append(note.text)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[AuthFolder, str]]:
     folder = AuthFolder(tmp_path_factory.mktemp("lp-auth"))
     folder.write(
         [
             Identity("echo", "service", service_grants(Echo, "echo")),
+            Identity("listener", "service", service_grants(Listener, "listener")),
             Identity("alice", "client", client_grants("alice", (ECHO,))),
             Identity("mallory", "client", client_grants("mallory", (ECHO,))),
-            Identity("operator", "operator", operator_grants(Registry([ECHO]))),
+            Identity("operator", "operator", operator_grants(Registry([ECHO, NOTE]))),
         ]
     )
     server = EmbeddedNats(tmp_path_factory.mktemp("lp-nats"), auth=folder.server_config)
@@ -95,32 +110,10 @@ async def client(cluster: tuple[AuthFolder, str], name: str, tmp: Path) -> Async
         yield bus
 
 
-async def raw(cluster: tuple[AuthFolder, str], name: str) -> nats.NATS:
+async def raw(cluster: tuple[AuthFolder, str], name: str) -> Intruder:
     """A plain nats-py client holding ``name``'s key, as an attacker with it would be."""
     folder, url = cluster
-    errors: list[Exception] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(exc)
-
-    nc = await nats.connect(
-        url,
-        nkeys_seed=str(folder.seed_file(name)),
-        error_cb=on_error,
-        allow_reconnect=False,
-    )
-    nc.refusals = errors  # type: ignore[attr-defined]
-    return nc
-
-
-async def refused(nc: nats.NATS, what: str) -> None:
-    """Wait for the server's permissions violation about ``what``."""
-    for _ in range(100):
-        if any(what.lower() in str(e).lower() for e in nc.refusals):  # type: ignore[attr-defined]
-            return
-        await nc.flush()
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the server did not refuse {what}; errors: {nc.refusals}")  # type: ignore[attr-defined]
+    return await Intruder.connect(url, folder.seed_file(name))
 
 
 async def test_an_anonymous_connection_is_refused_and_says_what_to_do(
@@ -180,19 +173,19 @@ async def test_a_caller_cannot_call_under_another_identity(
 async def test_only_the_service_identity_serves_its_interface_or_joins_its_queue_group(
     cluster: tuple[AuthFolder, str], echo: Echo
 ) -> None:
-    nc = await raw(cluster, "mallory")
+    mallory = await raw(cluster, "mallory")
     try:
-        await nc.subscribe(callers(subject_for(ECHO)), queue="echo")
-        await refused(nc, f'subscription to "{callers(subject_for(ECHO))}"')
-        nc.refusals.clear()  # type: ignore[attr-defined]
-        await nc.subscribe(callers(subject_for(ECHO)))
-        await refused(nc, "subscription to")
+        await mallory.nc.subscribe(callers(subject_for(ECHO)), queue="echo")
+        await mallory.refused(f'subscription to "{callers(subject_for(ECHO))}"')
+        mallory.refusals.clear()
+        await mallory.nc.subscribe(callers(subject_for(ECHO)))
+        await mallory.refused("subscription to")
     finally:
-        await nc.close()
+        await mallory.close()
     operator = await raw(cluster, "operator")  # the operator watches, but cannot answer
     try:
-        await operator.subscribe(callers(subject_for(ECHO)), queue="echo")
-        await refused(operator, "subscription to")
+        await operator.nc.subscribe(callers(subject_for(ECHO)), queue="echo")
+        await operator.refused("subscription to")
     finally:
         await operator.close()
 
@@ -200,15 +193,26 @@ async def test_only_the_service_identity_serves_its_interface_or_joins_its_queue
 async def test_nobody_reads_another_identitys_replies(
     cluster: tuple[AuthFolder, str], echo: Echo
 ) -> None:
-    nc = await raw(cluster, "mallory")
+    mallory = await raw(cluster, "mallory")
     try:
-        await nc.subscribe("_INBOX_alice.>")
-        await refused(nc, '"_inbox_alice.>"')
-        nc.refusals.clear()  # type: ignore[attr-defined]
-        await nc.subscribe("_INBOX.>")
-        await refused(nc, '"_inbox.>"')
+        await mallory.nc.subscribe("_INBOX_alice.>")
+        await mallory.refused('"_inbox_alice.>"')
+        mallory.refusals.clear()
+        await mallory.nc.subscribe("_INBOX.>")
+        await mallory.refused('"_inbox.>"')
     finally:
-        await nc.close()
+        await mallory.close()
+
+
+async def test_a_subscriber_consumes_events_under_its_own_grants(
+    cluster: tuple[AuthFolder, str], tmp_path: Path
+) -> None:
+    async with (
+        Listener(as_identity(cluster, "listener", tmp_path)) as listener,
+        client(cluster, "operator", tmp_path) as operator,
+    ):
+        await operator.publish(NOTE, Note(text="heard"))
+        await eventually(lambda: listener.heard == ["heard"], what="the listener's event")
 
 
 async def test_kv_keys_are_written_only_by_their_owner(
@@ -216,14 +220,14 @@ async def test_kv_keys_are_written_only_by_their_owner(
 ) -> None:
     kv = await key_value(echo.bus.js, OWNED_BUCKET)
     await kv.put("state", b"by echo")
-    nc = await raw(cluster, "mallory")
+    mallory = await raw(cluster, "mallory")
     try:
-        await nc.publish(f"$KV.{OWNED_BUCKET}.state", b"forged")
-        await refused(nc, f"$kv.{OWNED_BUCKET}.state")
-        await nc.publish(f"$JS.API.STREAM.PURGE.KV_{OWNED_BUCKET}", b"")
-        await refused(nc, f"$js.api.stream.purge.kv_{OWNED_BUCKET}")
+        await mallory.publish(f"$KV.{OWNED_BUCKET}.state", b"forged")
+        await mallory.refused(f"$kv.{OWNED_BUCKET}.state")
+        await mallory.publish(f"$JS.API.STREAM.PURGE.KV_{OWNED_BUCKET}", b"")
+        await mallory.refused(f"$js.api.stream.purge.kv_{OWNED_BUCKET}")
     finally:
-        await nc.close()
+        await mallory.close()
     assert (await kv.get("state")).value == b"by echo"
 
 

@@ -85,7 +85,7 @@ async def test_an_approved_breaking_change_runs_a_code_change_workflow_then_prom
             ),
         )
         escalation = await wait_until(lambda: escalation_in(bus, name, "open"))
-        await EscalationStore(bus).transition(escalation.id, ["open"], "approved")
+        await EscalationStore(bus).decide(escalation.id, "approve", by="ada", note="")
 
         promoted = await decisions.wait_for("promoted")
         assert promoted.details["report"]["matrix"]["ok"] is True  # type: ignore[index]

@@ -107,7 +107,7 @@ async def test_a_major_update_escalates_and_approval_resumes_the_update(
     assert escalation.resume == "update"
     assert "promoted" not in decisions.outcomes()
 
-    await EscalationStore(bus).transition(escalation.id, ["open"], "approved", resolved_by="ada")
+    await EscalationStore(bus).decide(escalation.id, "approve", by="ada", note="")
 
     promoted = await decisions.wait_for("promoted")
     assert promoted.reason.startswith("approved by ada")
@@ -134,7 +134,7 @@ async def test_an_unreadable_escalation_record_does_not_stop_approvals(
     escalation = await wait_until(lambda: escalation_in(bus, name, "open"))
     assert escalation is not None
     await kv.put(f"{name}.garbage2", b"\xff not json")
-    await EscalationStore(bus).transition(escalation.id, ["open"], "approved", resolved_by="ada")
+    await EscalationStore(bus).decide(escalation.id, "approve", by="ada", note="")
 
     promoted = await decisions.wait_for("promoted")
     assert promoted.reason.startswith("approved by ada")
@@ -208,7 +208,7 @@ async def test_propose_autonomy_asks_before_promoting(
     escalation = await wait_until(lambda: escalation_in(bus, name, "open"))
     assert escalation.resume == "promote"
 
-    await EscalationStore(bus).transition(escalation.id, ["open"], "approved", resolved_by="ada")
+    await EscalationStore(bus).decide(escalation.id, "approve", by="ada", note="")
     await decisions.wait_for("promoted")
     deployment = await current_deployment(bus, name)
     assert deployment is not None

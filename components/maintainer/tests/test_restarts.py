@@ -134,7 +134,7 @@ async def test_escalations_and_approvals_survive_a_nats_restart(
             store = EscalationStore(client)
             kept, _ = await store.find(escalation.id)
             assert kept.status == "open"
-            await store.transition(escalation.id, ["open"], "approved", resolved_by="ada")
+            await store.decide(escalation.id, "approve", by="ada", note="")
             done = await wait_until(lambda: escalation_in(client, name, "done"), timeout=60)
             assert "a person must change the code" in done.note
             assert await current_deployment(client, name) is None

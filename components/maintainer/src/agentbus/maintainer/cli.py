@@ -7,7 +7,7 @@ import contextlib
 import getpass
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from nats.aio.msg import Msg
@@ -185,12 +185,9 @@ def escalations_show(
 
 def _resolve(ctx: typer.Context, escalation_id: str, to: str, by: str | None, note: str) -> None:
     async def work(bus: Bus) -> Escalation:
-        return await EscalationStore(bus).transition(
-            escalation_id,
-            ["open"],
-            "approved" if to == "approve" else "rejected",
-            resolved_by=by or getpass.getuser(),
-            note=note,
+        decision: Literal["approve", "reject"] = "approve" if to == "approve" else "reject"
+        return await EscalationStore(bus).decide(
+            escalation_id, decision, by=by or getpass.getuser(), note=note
         )
 
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
@@ -43,6 +43,16 @@ class TransitionRefused(RuntimeError):
 
 def key(component: str, escalation_id: str) -> str:
     return f"{component}.{escalation_id}"
+
+
+def decision_key(component: str, escalation_id: str) -> str:
+    """``<component>.<id>.decision``: the operator's decision. A maintainer may write only
+    ``<component>.*`` (one token after its component), so it can change its escalation's
+    status but never write this key: a resume needs it (:meth:`EscalationStore.decision_of`)."""
+    return f"{key(component, escalation_id)}.{DECISION}"
+
+
+DECISION = "decision"
 
 
 class EscalationStore:
@@ -87,7 +97,7 @@ class EscalationStore:
         except NoKeysError:
             return []
         prefix = f"{component}." if component else ""
-        return sorted(k for k in found if k.startswith(prefix))
+        return sorted(k for k in found if k.startswith(prefix) and k.count(".") == 1)
 
     async def list(
         self, component: str | None = None, status: Iterable[str] | None = None
@@ -124,6 +134,46 @@ class EscalationStore:
         if len(matches) > 1:
             raise EscalationNotFound(f"{escalation_id!r} is ambiguous: {', '.join(matches)}")
         return await self._get_key(matches[0])
+
+    async def decide(
+        self, escalation_id: str, decision: Literal["approve", "reject"], *, by: str, note: str
+    ) -> Escalation:
+        """Record the decision on an open escalation (once: its key is created, never
+        replaced), then move the escalation to ``approved`` or ``rejected``. Only an
+        identity that may write decision keys (the operator) can."""
+        current, _ = await self.find(escalation_id)
+        if current.status != "open":
+            raise TransitionRefused(f"escalation {current.id} is {current.status}, not open")
+        record = {
+            "decision": decision,
+            "decided_by": by,
+            "identity": self._bus.identity,
+            "note": note,
+            "decided_at": now(),
+        }
+        kv = await self.kv()
+        try:
+            await kv.create(
+                decision_key(current.component, current.id), json.dumps(record).encode()
+            )
+        except KeyWrongLastSequenceError:
+            raise TransitionRefused(f"escalation {current.id} was decided already") from None
+        status: EscalationStatus = "approved" if decision == "approve" else "rejected"
+        return await self.transition(current.id, ["open"], status, resolved_by=by, note=note)
+
+    async def decision_of(self, escalation: Escalation) -> str | None:
+        """``approve`` / ``reject`` as the operator decided ``escalation``, or ``None`` (not
+        decided, or a decision key that does not read as one)."""
+        kv = await self.kv()
+        try:
+            entry = await kv.get(decision_key(escalation.component, escalation.id))
+        except KeyNotFoundError:
+            return None
+        try:
+            decision = json.loads(entry.value or b"").get("decision")
+        except (ValueError, AttributeError):
+            return None
+        return decision if decision in ("approve", "reject") else None
 
     async def transition(
         self,

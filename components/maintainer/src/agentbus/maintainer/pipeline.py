@@ -280,7 +280,20 @@ class Pipeline:
 
     async def resume(self, escalation: Escalation) -> None:
         """Take an approved escalation (or one a stopped instance left resuming) and finish
-        it: ``done`` with a note of what happened, or ``failed`` with the error."""
+        it: ``done`` with a note of what happened, or ``failed`` with the error.
+
+        Only an escalation the operator approved is resumed: its status is the maintainer's
+        own record, which the maintainer itself may write, the decision key is not."""
+        if await self.escalations.decision_of(escalation) != "approve":
+            log.error(
+                "%s: escalation %s is %s but the operator did not approve it "
+                "(`agentbus escalations approve %s`); it is not resumed",
+                self.name,
+                escalation.id,
+                escalation.status,
+                escalation.id,
+            )
+            return
         try:
             if escalation.status == "approved":
                 escalation = await self.escalations.transition(

@@ -82,9 +82,9 @@ images: uv  ## offline images: Debian base (debootstrap; needs root), wheels, ag
 images-public: uv  ## the same images FROM the public python:3.11-slim and prom/prometheus
 	UV="$(UV)" deploy/build-images.sh --public
 
-compose-up: images  ## the cluster in containers (offline images); AGENTBUS_NATS_URL=nats://127.0.0.1:4222
-	$(OFFLINE_IMAGES) $(COMPOSE) up -d --no-build
-	@echo "cluster up: AGENTBUS_NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} make demo (or agentbus status)"
+compose-up: images  ## the cluster in containers (offline images), authentication on; make compose-demo tours it
+	AGENTBUS_OPERATOR_UID=$$(id -u) $(OFFLINE_IMAGES) $(COMPOSE) up -d --no-build
+	@echo "cluster up; as its operator: AGENTBUS_NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} AGENTBUS_IDENTITY=operator AGENTBUS_NATS_NKEY_FILE=$${AGENTBUS_OPERATOR_DIR:-.agentbus/compose}/operator.nk agentbus status"
 
 compose-demo: install  ## a CLI tour of the container cluster (health, status, an event, decisions)
 	AGENTBUS_CLI="$(RUN) agentbus" deploy/compose-demo.sh

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AGENTBUS_NATS_URL="${AGENTBUS_NATS_URL:-nats://127.0.0.1:${NATS_PORT:-4222}}"
+# As the cluster's operator: the key its auth-init service left on the host.
+export AGENTBUS_IDENTITY=operator
+export AGENTBUS_NATS_NKEY_FILE="${AGENTBUS_NATS_NKEY_FILE:-${AGENTBUS_OPERATOR_DIR:-.agentbus/compose}/operator.nk}"
 AGENTBUS=(${AGENTBUS_CLI:-uv run --frozen agentbus})
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from cli_helpers import AGENTBUS, ROOT, agentbus, cli_env
@@ -57,6 +59,29 @@ def cluster(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, s
 def running_services(env: dict[str, str]) -> list[dict[str, object]]:
     done = agentbus("status", "--json", env=env)
     return json.loads(done.stdout) if done.returncode == 0 else []
+
+
+def assert_authentication_is_on(env: dict[str, str], children: list[int]) -> None:
+    """The cluster of `agentbus up` admits only its identities, the CLI is its operator, and
+    no seed shows in a process's command line or environment."""
+    data = Path(env["AGENTBUS_DATA_DIR"])
+    url = urlsplit((data / "nats.url").read_text().strip())
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        info = json.loads(sock.recv(4096).split(b" ", 1)[1])
+        assert info.get("auth_required") is True
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        assert b"Authorization Violation" in sock.recv(4096)
+    shown = agentbus("auth", "show", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert [r["name"] for r in json.loads(shown.stdout)] == ["operator"]
+    seeds = sorted((data / "auth").glob("*.nk"))
+    assert [p.stem for p in seeds] == ["hello", "mcp", "operator"]
+    for seed in seeds:
+        assert seed.stat().st_mode & 0o777 == 0o600
+        secret = seed.read_bytes().strip()
+        for pid in children:
+            for part in ("cmdline", "environ"):
+                assert secret not in Path(f"/proc/{pid}/{part}").read_bytes()
 
 
 @pytest.mark.slow
@@ -109,6 +134,7 @@ def test_up_status_requests_and_clean_ctrl_c(
 
     children = children_of(up.pid)
     assert len(children) >= 3  # nats-server and two replicas
+    assert_authentication_is_on(env, children)
     up.send_signal(signal.SIGINT)
     assert up.wait(60) == 0
     wait_for(lambda: not any(alive(pid) for pid in children), 10, "children to exit")

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -22,6 +23,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from agentbus.framework import Settings
+from agentbus.framework.auth import OPERATOR
 from agentbus.framework.testing import child_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,10 +140,31 @@ class Cluster:
     monitor_port: int = field(default_factory=free_port)
     prometheus_port: int = field(default_factory=free_port)
     files: tuple[str, ...] = ("docker-compose.yml", "tests/docker/compose.test.yml")
+    operator_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentbus-compose-operator-"))
+    )
+    """Where the cluster's ``auth-init`` puts the operator's key for the host CLI."""
 
     @property
     def nats_url(self) -> str:
         return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def operator_key(self) -> Path:
+        return self.operator_dir / "operator.nk"
+
+    def operator_settings(self) -> Settings:
+        return Settings(nats_url=self.nats_url, nats_nkey_file=self.operator_key, identity=OPERATOR)
+
+    def operator_env(self) -> dict[str, str]:
+        """A host process's environment as the cluster's operator (its key, no other)."""
+        env = child_environment(keep_key=False)
+        env.update(
+            AGENTBUS_NATS_URL=self.nats_url,
+            AGENTBUS_NATS_NKEY_FILE=str(self.operator_key),
+            AGENTBUS_IDENTITY=OPERATOR,
+        )
+        return env
 
     def env(self) -> dict[str, str]:
         env = child_environment()
@@ -149,6 +173,8 @@ class Cluster:
             NATS_PORT=str(self.nats_port),
             NATS_MONITOR_PORT=str(self.monitor_port),
             PROMETHEUS_PORT=str(self.prometheus_port),
+            AGENTBUS_OPERATOR_DIR=str(self.operator_dir),
+            AGENTBUS_OPERATOR_UID=str(os.getuid()),
         )
         if offline():
             env.setdefault("BASE_IMAGE", "agentbus/base:bookworm")
@@ -198,13 +224,11 @@ class Cluster:
         return wait_for(ready, timeout, f"{expected} healthy containers", every=2)
 
     def agentbus(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """The host's ``agentbus`` CLI against this cluster's NATS."""
-        env = child_environment()
-        env["AGENTBUS_NATS_URL"] = self.nats_url
+        """The host's ``agentbus`` CLI against this cluster's NATS, as its operator."""
         return subprocess.run(
             [*AGENTBUS, *args],
             cwd=ROOT,
-            env=env,
+            env=self.operator_env(),
             capture_output=True,
             text=True,
             timeout=timeout,

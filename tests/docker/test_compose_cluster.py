@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
+import socket
 import subprocess
 import time
 import uuid
@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from docker_helpers import (
-    APP_IMAGE,
     ROOT,
     SERVICES,
     Cluster,
@@ -23,8 +22,7 @@ from docker_helpers import (
     wait_for,
 )
 
-from agentbus.framework import Bus, Settings
-from agentbus.framework.testing import child_environment
+from agentbus.framework import Bus
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_GET,
     WORKFLOWS_START,
@@ -39,7 +37,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
 
 @pytest.fixture
 async def bus(cluster: Cluster) -> AsyncIterator[Bus]:
-    async with Bus(Settings(nats_url=cluster.nats_url), Source("docker-test", "pytest")) as bus:
+    async with Bus(cluster.operator_settings(), Source("docker-test", "pytest")) as bus:
         yield bus
 
 
@@ -136,33 +134,23 @@ def test_a_published_event_reaches_every_maintainer(cluster: Cluster) -> None:
     assert components == {"model-gateway", "tool-executor", "workflow-runner", "maintainer"}
 
 
-def test_make_demo_runs_against_the_cluster_and_deploys_the_sample_as_containers(
-    cluster: Cluster,
-) -> None:
-    env = child_environment()
-    env.update(AGENTBUS_NATS_URL=cluster.nats_url, AGENTBUS_IMAGE=APP_IMAGE)
-
-    done = subprocess.run(
-        ["make", "demo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-    out = done.stdout
-    assert done.returncode == 0, out[-4000:] + done.stderr[-4000:]
-    assert f"joining the cluster at {cluster.nats_url}" in out
-    assert "maintainers in the cluster: maintainer, model-gateway, tool-executor, " in out
-    assert "containers of an image built for" in out
-    assert f"on {cluster.project}_default" in out
-    assert "promoted blue 1.0.0 -> green 1.0.1" in out, "the patch update went live as containers"
-    assert "removed the sample's images: agentbus/release:sample-greeter-" in out
-    left = docker("ps", "-aq", "--filter", "label=io.agentbus.deploy=sample-greeter")
-    assert not left.split(), "the demo stops the containers it deployed"
-    assert re.search(r"^\s+tool-executor\s+ignore/ignored", out, re.MULTILINE), out[-3000:]
+def test_the_cluster_admits_only_its_identities(cluster: Cluster) -> None:
+    """Authentication is on with no extra step: an anonymous client is refused, a service's
+    key may not serve another's interface, and the operator's key (which auth-init left on
+    the host) works."""
+    with socket.create_connection(("127.0.0.1", cluster.nats_port), timeout=5) as sock:
+        info = json.loads(sock.recv(4096).split(b" ", 1)[1])
+        assert info.get("auth_required") is True
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        assert b"Authorization Violation" in sock.recv(4096)
+    assert oct(cluster.operator_key.stat().st_mode & 0o777) == "0o600"
+    shown = cluster.agentbus("auth", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    [operator] = json.loads(shown.stdout)
+    assert operator["name"] == "operator"
+    [gateway] = cluster.containers("model-gateway")
+    listing = docker("exec", gateway["Id"], "ls", "/run/agentbus")
+    assert listing.split() == ["key.nk"], "a service sees its own key only"
 
 
 async def test_scaled_runners_share_sixty_runs(cluster: Cluster, bus: Bus) -> None:
@@ -247,7 +235,7 @@ async def test_a_killed_runner_leaves_its_run_to_another_replica(
 
 
 async def test_a_nats_restart_loses_no_durable_event_or_run(cluster: Cluster) -> None:
-    settings = Settings(nats_url=cluster.nats_url)
+    settings = cluster.operator_settings()
     async with Bus(settings, Source("docker-test", "before")) as bus:
         run_id = await start_hold(bus, 8.0)
         marker = f"docker.restart{uuid.uuid4().hex[:8]}"

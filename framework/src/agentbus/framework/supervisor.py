@@ -175,7 +175,9 @@ class Supervisor:
     identities: list[Identity] | None = None
     """The cluster's identities (``auth.cluster_identities``): written to the auth folder
     before the embedded server starts, which then admits only them. ``None``: an anonymous
-    embedded server (tests of that very refusal)."""
+    embedded server (tests of that very refusal). Not written for a server of the file's
+    ``[nats] url``, whose own configuration decides who it admits: replicas then use the
+    keys already in the auth folder, if any."""
     nats: EmbeddedNats | None = None
     url: str = ""
     _stopping: bool = False
@@ -185,7 +187,7 @@ class Supervisor:
         return AuthFolder.of(self.data_dir)
 
     def start(self) -> None:
-        if self.identities is not None:
+        if self.identities is not None and not self.cluster.nats.url:
             made = self.auth.write(self.identities)
             fresh = f", new keys for {', '.join(made)}" if made else ""
             self.log(f"identities of {len(self.identities)} in {self.auth.path}{fresh}")
@@ -221,9 +223,9 @@ class Supervisor:
             "AGENTBUS_DATA_DIR": str(self.data_dir.resolve()),
             "AGENTBUS_INSTANCE": replica.instance,
         }
-        key = self.auth.seed_file(replica.service.name)
-        if key.is_file():  # its own identity, whatever key `agentbus up` itself was given
-            settings["AGENTBUS_NATS_NKEY_FILE"] = str(key.resolve())
+        seed = self.auth.seed_file(replica.service.name)
+        if seed.is_file():  # its own identity, whatever key `agentbus up` itself was given
+            settings["AGENTBUS_NATS_NKEY_FILE"] = str(seed.resolve())
             settings["AGENTBUS_IDENTITY"] = replica.service.name
         for key, value in self.cluster.agentbus.items():
             name = f"AGENTBUS_{key.upper()}"

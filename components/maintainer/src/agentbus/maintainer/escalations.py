@@ -141,9 +141,12 @@ class EscalationStore:
         """Record the decision on an open escalation (once: its key is created, never
         replaced), then move the escalation to ``approved`` or ``rejected``. Only an
         identity that may write decision keys (the operator) can."""
+        status: EscalationStatus = "approved" if decision == "approve" else "rejected"
         current, _ = await self.find(escalation_id)
         if current.status != "open":
-            raise TransitionRefused(f"escalation {current.id} is {current.status}, not open")
+            raise TransitionRefused(
+                f"escalation {current.id} is {current.status}; only open can become {status}"
+            )
         record = {
             "decision": decision,
             "decided_by": by,
@@ -158,7 +161,6 @@ class EscalationStore:
             )
         except KeyWrongLastSequenceError:
             raise TransitionRefused(f"escalation {current.id} was decided already") from None
-        status: EscalationStatus = "approved" if decision == "approve" else "rejected"
         return await self.transition(current.id, ["open"], status, resolved_by=by, note=note)
 
     async def decision_of(self, escalation: Escalation) -> str | None:

@@ -62,6 +62,11 @@ def framework_needs(name: str) -> Grants:
     return needs | g.publish(
         f"{subjects.DEAD_LETTER}.{name}.>",  # events that kept failing
         f"{subjects.DEAD_LETTER}.malformed",  # undecodable deliveries (nats_guard)
+        # `agentbus health --check` with the service's own key (a container's healthcheck)
+        # pings it; a PING answer names a service and an instance, nothing more.
+        "$SRV.PING",
+        f"$SRV.PING.{name}",
+        f"$SRV.PING.{name}.*",
     )
 
 

@@ -7,13 +7,14 @@ import asyncio
 from pathlib import Path
 
 import nats
+from nats.aio.client import Client
 
 
 class Intruder:
     """A raw connection as one identity (no agentbus ``Bus``: nothing checks declarations
     before the server does), recording the server's permission refusals."""
 
-    def __init__(self, nc: nats.NATS, refusals: list[Exception]) -> None:
+    def __init__(self, nc: Client, refusals: list[Exception]) -> None:
         self.nc = nc
         self.refusals = refusals
 

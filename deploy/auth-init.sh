@@ -1,0 +1,27 @@
+#!/bin/sh
+# The compose cluster's `auth-init` (runs as root, once per `docker compose up`, before NATS):
+# `agentbus auth init` for /app/cluster.toml into the agentbus-auth volume (existing keys are
+# kept, so restarts keep identities), then each service's key into that service's own volume
+# (a container sees only its own key), the server's config for NATS, and the operator's key
+# into the host folder mounted at /operator (owned by AGENTBUS_OPERATOR_UID, mode 0600).
+set -eu
+AUTH=/secrets/auth
+APP_UID=10001
+
+AGENTBUS_DATA_DIR=/secrets agentbus auth init -f "${AGENTBUS_CLUSTER_FILE:-/app/cluster.toml}"
+chown "$APP_UID:$APP_UID" "$AUTH" "$AUTH/nats-auth.conf"
+
+for folder in /keys/*/; do
+    name="$(basename "$folder")"
+    if [ ! -f "$AUTH/$name.nk" ]; then
+        echo "auth-init: no identity $name in the cluster file for the key volume $folder" >&2
+        exit 1
+    fi
+    install -m 0600 -o "$APP_UID" -g "$APP_UID" "$AUTH/$name.nk" "$folder/key.nk"
+done
+
+if [ -d /operator ]; then
+    owner="${AGENTBUS_OPERATOR_UID:-0}"
+    install -m 0600 -o "$owner" -g "$owner" "$AUTH/operator.nk" /operator/operator.nk
+    echo "auth-init: the operator's key is operator.nk in the host folder of /operator"
+fi

@@ -12,9 +12,13 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from agentbus.framework import Bus, NoRespondersError, RemoteError, RequestTimeoutError
 from agentbus.framework.testing import eventually
+from agentbus.interfaces import BusMessage, event_interface
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_GET,
     GetRequest,
@@ -30,6 +34,7 @@ from agentbus.model_gateway.testing import answer as answer
 from agentbus.model_gateway.testing import first_user as first_user
 from agentbus.model_gateway.testing import messages as messages
 from agentbus.model_gateway.testing import tool_results as tool_results
+from agentbus.workflow_runner import RunContext, StartWorkflow, WorkflowApp
 
 
 async def get_run(bus: Bus, run_id: str) -> RunInfo:
@@ -98,3 +103,33 @@ async def agentbus(nats_url: str, tmp_path: Path, *args: str) -> tuple[int, str]
     output, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, output.decode()
+
+
+# -- a routed app: an event starts a run of a plain workflow (no model, no tools) --------------
+
+
+class Note(BusMessage):
+    number: int
+    text: str
+
+
+NOTE_TAKEN = event_interface(
+    "test.note.taken", "1.0.0", payload=Note, description="A note was taken."
+)
+
+
+class NoteInput(BaseModel):
+    text: str
+
+
+notes = WorkflowApp("notes")
+
+
+@notes.workflow("keep_note", input=NoteInput)
+async def keep_note(run: RunContext, data: NoteInput) -> dict[str, Any]:
+    return {"kept": data.text}
+
+
+@notes.on(NOTE_TAKEN)
+def on_note(event: Note) -> StartWorkflow:
+    return StartWorkflow("keep_note", {"text": event.text}, run_id=f"note-{event.number}")

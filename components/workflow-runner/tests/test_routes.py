@@ -7,42 +7,12 @@ import asyncio
 from typing import Any
 
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel
-from runner_helpers import wait_status
+from runner_helpers import NOTE_TAKEN, Note, notes, wait_status
 
 from agentbus.framework import EVENTS, Bus
 from agentbus.framework.deploy import DeploymentRecord, DeploymentStore
 from agentbus.framework.testing import eventually
-from agentbus.interfaces import BusMessage, event_interface
-from agentbus.workflow_runner import RunContext, StartWorkflow, WorkflowApp
 from agentbus.workflow_runner.store import RunStore
-
-
-class Note(BusMessage):
-    number: int
-    text: str
-
-
-NOTE_TAKEN = event_interface(
-    "test.note.taken", "1.0.0", payload=Note, description="A note was taken."
-)
-
-
-class NoteInput(BaseModel):
-    text: str
-
-
-notes = WorkflowApp("notes")
-
-
-@notes.workflow("keep_note", input=NoteInput)
-async def keep_note(run: RunContext, data: NoteInput) -> dict[str, Any]:
-    return {"kept": data.text}
-
-
-@notes.on(NOTE_TAKEN)
-def on_note(event: Note) -> StartWorkflow:
-    return StartWorkflow("keep_note", {"text": event.text}, run_id=f"note-{event.number}")
 
 
 def record(color: str) -> DeploymentRecord:

@@ -131,12 +131,11 @@ def operator_grants(registry: Registry, name: str = OPERATOR) -> Grants:
     events (``agentbus bus publish``); serves nothing, so it cannot pose as a service."""
     grants = g.connection(name) | g.discover() | g.administer_jetstream()
     for interface in registry:
-        if interface.kind is InterfaceKind.EVENT:
-            grants |= g.emit(interface)
-        else:
+        if interface.kind is not InterfaceKind.EVENT:
             grants |= g.call(interface, name)
     return grants | g.Grants.of(
         publish=[
+            f"{subjects.EVENTS}.>",  # any event, also an application's (`agentbus publish`)
             f"{subjects.ESCALATIONS}.>",
             f"{subjects.WORKFLOWS}.>",
             f"{subjects.RUNS}.>",

@@ -12,12 +12,14 @@ by the service's own bus before the server refuses it (``Bus`` checks ``uses``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentbus.framework.auth import grants as g
 from agentbus.framework.auth.grants import Grants
 from agentbus.framework.declarations import EndpointSpec, SubscriptionSpec
+from agentbus.framework.errors import ConfigError
 from agentbus.framework.jetstream import (
     CONFIG_BUCKET,
     DEPLOYMENTS_BUCKET,
@@ -105,18 +107,23 @@ def context_grants(name: str, context: Mapping[str, Any], registry: Registry) ->
     for role in ("provides", "consumes"):
         for entry in interfaces.get(role) or ():
             interface_name = str(entry.get("name", ""))
+            if not _INTERFACE_NAME.fullmatch(interface_name):  # never a wildcard in a grant
+                raise ConfigError(
+                    f"{name}: context.json names the interface {interface_name!r}; interface "
+                    "names are dotted lower-case words (model.catalog)"
+                )
             major = _major(str(entry.get("version", "1")))
             interface = known.get((interface_name, major))
-            is_event = interface is not None and interface.kind is InterfaceKind.EVENT
-            if role == "provides":
-                grants |= (
-                    g.emit(interface)
-                    if interface is not None and is_event
-                    else (g.serve_request(interface_name, major, name))
-                )
-            elif not is_event:
+            if interface is not None and interface.kind is InterfaceKind.EVENT:
+                grants |= g.emit(interface) if role == "provides" else Grants()
+            elif role == "provides":
+                grants |= g.serve_request(interface_name, major, name)
+            else:
                 grants |= g.call_request(interface_name, major, name)
     return grants
+
+
+_INTERFACE_NAME = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+")
 
 
 def _major(version: str) -> int:

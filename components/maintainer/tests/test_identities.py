@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from maintainer_helpers import MakeSample, escalation_in, wait_until
 
-from agentbus.framework import DEPLOYMENTS_BUCKET, Bus, EmbeddedNats
+from agentbus.framework import DEPLOYMENTS_BUCKET, Bus, EmbeddedNats, key_value
 from agentbus.framework.auth import OPERATOR, AuthFolder
 from agentbus.framework.auth.cluster import cluster_identities
 from agentbus.framework.supervisor import ClusterFile
@@ -25,7 +25,12 @@ from agentbus.framework.testing import Intruder, settings_as
 from agentbus.interfaces.catalog import REGISTRY
 from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
 from agentbus.interfaces.metadata import Source
-from agentbus.maintainer.escalations import ESCALATIONS_BUCKET, EscalationStore, decision_key
+from agentbus.maintainer.escalations import (
+    ESCALATIONS_BUCKET,
+    EscalationStore,
+    TransitionRefused,
+    decision_key,
+)
 from agentbus.maintainer.service import Maintainer
 
 BREAKING = InterfaceChanged(
@@ -116,3 +121,23 @@ async def test_the_operators_decision_is_resumed(cluster: dict[str, Any]) -> Non
     assert decided.status == "approved"
     done = await wait_until(lambda: escalation_in(operator, component, "done"), timeout=60)
     assert done.id == escalation.id
+
+
+async def test_a_decision_a_stopped_cli_left_is_finished_by_the_same_decision(
+    cluster: dict[str, Any],
+) -> None:
+    operator: Bus = cluster["operator"]
+    component = cluster["component"]
+    await operator.publish(INTERFACE_CHANGED, BREAKING)
+    escalation = await wait_until(lambda: escalation_in(operator, component, "open"))
+    kv = await key_value(operator.js, ESCALATIONS_BUCKET)
+    left = json.dumps({"decision": "approve", "decided_by": "ada"}).encode()
+    await kv.create(decision_key(component, escalation.id), left)  # then the CLI stopped
+    store = EscalationStore(operator)
+
+    with pytest.raises(TransitionRefused, match="decided already"):
+        await store.decide(escalation.id, "reject", by="bob", note="")
+    decided = await store.decide(escalation.id, "approve", by="ada", note="")
+
+    assert decided.status == "approved"
+    await wait_until(lambda: escalation_in(operator, component, "done"), timeout=60)

@@ -160,7 +160,12 @@ class EscalationStore:
                 decision_key(current.component, current.id), json.dumps(record).encode()
             )
         except KeyWrongLastSequenceError:
-            raise TransitionRefused(f"escalation {current.id} was decided already") from None
+            # Decided before: the same decision finishes what a stopped CLI left (the record
+            # still open), another one is refused.
+            if await self.decision_of(current) != decision:
+                raise TransitionRefused(
+                    f"escalation {current.id} was decided already, otherwise"
+                ) from None
         return await self.transition(current.id, ["open"], status, resolved_by=by, note=note)
 
     async def decision_of(self, escalation: Escalation) -> str | None:

@@ -15,6 +15,7 @@ from nats.aio.subscription import Subscription
 from agentbus.framework import EVENTS, Bus
 from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
+from agentbus.interfaces.catalog.system import InterfaceChanged
 from agentbus.maintainer.audit import decision_subject
 from agentbus.maintainer.escalations import EscalationStore
 from agentbus.maintainer.service import Maintainer
@@ -103,3 +104,13 @@ def head(component: Path) -> str:
     """The commit checked out in the component's repository."""
     with git.Repo(component.parent) as repo:
         return repo.head.commit.hexsha
+
+
+BREAKING = InterfaceChanged(
+    interface="model.catalog",
+    old_version="1.0.0",
+    new_version="2.0.0",
+    compatibility="breaking",
+    reasons=["field_removed: /properties/source"],
+)
+"""A breaking change of an interface every component uses: escalated by every maintainer."""

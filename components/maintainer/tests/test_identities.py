@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from maintainer_helpers import MakeSample, escalation_in, wait_until
+from maintainer_helpers import BREAKING, MakeSample, escalation_in, wait_until
 
 from agentbus.framework import DEPLOYMENTS_BUCKET, Bus, EmbeddedNats, key_value
 from agentbus.framework.auth import OPERATOR, AuthFolder
@@ -23,7 +23,7 @@ from agentbus.framework.auth.cluster import cluster_identities
 from agentbus.framework.supervisor import ClusterFile
 from agentbus.framework.testing import Intruder, settings_as
 from agentbus.interfaces.catalog import REGISTRY
-from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
+from agentbus.interfaces.catalog.system import INTERFACE_CHANGED
 from agentbus.interfaces.metadata import Source
 from agentbus.maintainer.escalations import (
     ESCALATIONS_BUCKET,
@@ -32,14 +32,6 @@ from agentbus.maintainer.escalations import (
     decision_key,
 )
 from agentbus.maintainer.service import Maintainer
-
-BREAKING = InterfaceChanged(
-    interface="model.catalog",
-    old_version="1.0.0",
-    new_version="2.0.0",
-    compatibility="breaking",
-    reasons=["field_removed: /properties/source"],
-)
 
 
 @pytest.fixture

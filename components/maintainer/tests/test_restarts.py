@@ -11,24 +11,24 @@ import sys
 from pathlib import Path
 
 import pytest
-from maintainer_helpers import Decisions, MakeSample, consumer_exists, escalation_in, wait_until
+from maintainer_helpers import (
+    BREAKING,
+    Decisions,
+    MakeSample,
+    consumer_exists,
+    escalation_in,
+    wait_until,
+)
 
 from agentbus.framework import Bus, EmbeddedNats, Settings
 from agentbus.interfaces.catalog.maintenance import DEPENDENCY_UPDATED, DependencyUpdated
-from agentbus.interfaces.catalog.system import INTERFACE_CHANGED, InterfaceChanged
+from agentbus.interfaces.catalog.system import INTERFACE_CHANGED
 from agentbus.interfaces.metadata import Source
 from agentbus.maintainer.deployers import current_deployment
 from agentbus.maintainer.escalations import EscalationStore
 from agentbus.maintainer.service import Maintainer
 
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
-BREAKING = InterfaceChanged(
-    interface="model.catalog",
-    old_version="1.0.0",
-    new_version="2.0.0",
-    compatibility="breaking",
-    reasons=["field_removed: /properties/source"],
-)
 
 
 def cli(url: str, *args: str) -> str:

@@ -24,7 +24,10 @@ With ``AGENTBUS_NATS_URL`` set, the demo joins that cluster instead (``docker co
 or another ``agentbus up``): its services and maintainers are the ones that answer
 ``$SRV.INFO`` there, and only the sample's maintainer runs here, on this machine. When the
 URL is a compose cluster's NATS, the sample is deployed as containers on the cluster's
-network (the docker backend: an image built for each commit); otherwise as processes.
+network (the docker backend: an image built for each commit); otherwise as processes. A
+cluster with authentication is joined as its operator (``AGENTBUS_NATS_NKEY_FILE``,
+``AGENTBUS_IDENTITY=operator``); the keys of ``maintainer-sample-greeter`` and
+``sample-greeter`` must lie beside the operator's, as compose's auth-init leaves them.
 """
 
 from __future__ import annotations
@@ -231,6 +234,29 @@ def compose_deploy_environment(url: str) -> dict[str, str]:
             }
     print(f"(no compose service `nats` publishes port {port}, so the sample runs as processes)")
     return {}
+
+
+def joining_keys(data_dir: Path) -> None:
+    """The keys of the identities that join a cluster with authentication from here (the
+    sample's maintainer and the sample), taken from beside the operator's key
+    (``AGENTBUS_NATS_NKEY_FILE``; compose's auth-init leaves them there) into the folder
+    ``agentbus up`` gives its replicas' keys from."""
+    operator_key = os.environ.get("AGENTBUS_NATS_NKEY_FILE")
+    if not operator_key:
+        print("(no AGENTBUS_NATS_NKEY_FILE: joining as a cluster without authentication)")
+        return
+    folder = data_dir / "auth"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name in (f"maintainer-{SAMPLE}", SAMPLE):
+        found = Path(operator_key).parent / f"{name}.nk"
+        if not found.is_file():
+            raise SystemExit(
+                f"the cluster's key of {name} is not beside the operator's ({found}): the "
+                "cluster must admit the demo's identities (deploy/cluster.toml does)"
+            )
+        shutil.copyfile(found, folder / found.name)
+        (folder / found.name).chmod(0o600)
+    print(f"keys of maintainer-{SAMPLE} and {SAMPLE} from {Path(operator_key).parent}")
 
 
 def sample_containers(*, remove: bool = False) -> list[str]:
@@ -445,6 +471,7 @@ def main() -> None:
         path, maintained = cluster_file(scratch, sample, external)
         if external:
             say(f"joining the cluster at {redact_url(external)}")
+            joining_keys(scratch / "agentbus")
             agentbus("status", "--wait", "1.5", env=env)
             say(f"agentbus up: the maintainer of {SAMPLE}, here")
         else:

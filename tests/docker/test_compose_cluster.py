@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import time
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from docker_helpers import (
+    APP_IMAGE,
     ROOT,
     SERVICES,
     Cluster,
@@ -151,6 +153,36 @@ def test_the_cluster_admits_only_its_identities(cluster: Cluster) -> None:
     [gateway] = cluster.containers("model-gateway")
     listing = docker("exec", gateway["Id"], "ls", "/run/agentbus")
     assert listing.split() == ["key.nk"], "a service sees its own key only"
+
+
+def test_make_demo_runs_against_the_cluster_and_deploys_the_sample_as_containers(
+    cluster: Cluster,
+) -> None:
+    env = cluster.operator_env()
+    env.update(AGENTBUS_IMAGE=APP_IMAGE)
+
+    done = subprocess.run(
+        ["make", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    out = done.stdout
+    assert done.returncode == 0, out[-4000:] + done.stderr[-4000:]
+    assert f"joining the cluster at {cluster.nats_url}" in out
+    assert "keys of maintainer-sample-greeter and sample-greeter from" in out
+    assert "maintainers in the cluster: maintainer, model-gateway, tool-executor, " in out
+    assert "containers of an image built for" in out
+    assert f"on {cluster.project}_default" in out
+    assert "promoted blue 1.0.0 -> green 1.0.1" in out, "the patch update went live as containers"
+    assert "removed the sample's images: agentbus/release:sample-greeter-" in out
+    left = docker("ps", "-aq", "--filter", "label=io.agentbus.deploy=sample-greeter")
+    assert not left.split(), "the demo stops the containers it deployed"
+    assert re.search(r"^\s+tool-executor\s+ignore/ignored", out, re.MULTILINE), out[-3000:]
 
 
 async def test_scaled_runners_share_sixty_runs(cluster: Cluster, bus: Bus) -> None:

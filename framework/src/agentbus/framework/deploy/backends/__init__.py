@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from agentbus.framework.auth.store import AuthFolder
 from agentbus.framework.config import Settings
 from agentbus.framework.deploy.backends.base import Backend, Release, Running
 from agentbus.framework.deploy.backends.local import LocalBackend
@@ -37,6 +38,7 @@ def backend_for(
             network=settings.deploy_network,
             python_paths=python_paths,
             env=env,
+            keys=AuthFolder.of(settings.data_dir),
         )
     return LocalBackend(
         repo, nats_url=nats_url, data_dir=settings.data_dir, python_paths=python_paths, env=env

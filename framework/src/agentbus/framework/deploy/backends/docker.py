@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentbus.framework.auth.keys import read_seed
+from agentbus.framework.auth.store import AuthFolder
 from agentbus.framework.deploy.backends.base import Backend, Release, Running
 from agentbus.framework.deploy.state import Color, shown, tampered
 from agentbus.framework.errors import ConfigError, DeployError
@@ -45,6 +47,26 @@ IGNORED = "Dockerfile\n.dockerignore\n"
 
 CONTAINER_ID = re.compile(r"[0-9a-f]{12,64}|[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 """A container id (what ``start`` records) or a container name."""
+
+
+KEY_PATH = "/run/agentbus/key.nk"
+"""Where a container's key is (as in docker-compose.yml's services)."""
+APP_UID = 10001
+"""The image's user (deploy/Dockerfile), who alone may read the key."""
+
+
+def _key(seed: bytes) -> bytes:
+    """A tar of ``agentbus/key.nk`` (mode 0600, the image's user) for ``put_archive``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo(posixpath.basename(posixpath.dirname(KEY_PATH)))
+        folder.type, folder.mode, folder.uid, folder.gid = tarfile.DIRTYPE, 0o700, APP_UID, APP_UID
+        tar.addfile(folder)
+        data = seed + b"\n"
+        entry = tarfile.TarInfo(f"{folder.name}/{posixpath.basename(KEY_PATH)}")
+        entry.size, entry.mode, entry.uid, entry.gid = len(data), 0o600, APP_UID, APP_UID
+        tar.addfile(entry, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _archive(repo: Path, commit: str, dockerfile: str, site: Path | None = None) -> bytes:
@@ -96,9 +118,12 @@ class DockerBackend(Backend):
         python_paths: Sequence[str] = (".",),
         env: Mapping[str, str] | None = None,
         client: DockerClient | None = None,
+        keys: AuthFolder | None = None,
     ) -> None:
         """``nats_url`` as the containers reach it (e.g. ``nats://nats:4222`` on ``network``);
-        ``python_paths`` are relative to the checkout, as for :class:`LocalBackend`."""
+        ``python_paths`` are relative to the checkout, as for :class:`LocalBackend`; a
+        component with a key in ``keys`` (``<component>.nk``) runs as that identity: the key
+        is copied into each container before it starts (never an argument or a variable)."""
         if ":" in image_repo.rsplit("/", 1)[-1]:
             raise ConfigError(f"image_repo {image_repo!r} must not have a tag; tags are commits")
         self.repo = repo.resolve()
@@ -109,6 +134,7 @@ class DockerBackend(Backend):
         self.python_paths = tuple(python_paths)
         self.env = dict(env or {})
         self._client = client
+        self._keys = keys
         self._started: list[str] = []
 
     @property
@@ -206,8 +232,14 @@ class DockerBackend(Backend):
             "AGENTBUS_DEPLOY_COMPONENT": release.component,
             "AGENTBUS_DEPLOY_COLOR": color,
         }
+        seed = self._seed(release.component)
+        if seed is not None:
+            environment |= {
+                "AGENTBUS_NATS_NKEY_FILE": KEY_PATH,
+                "AGENTBUS_IDENTITY": release.component,
+            }
         try:
-            container = self.client.containers.run(
+            container = self.client.containers.create(
                 image,
                 command=["serve", release.target, "--instance", instance],
                 name=instance,
@@ -220,12 +252,21 @@ class DockerBackend(Backend):
                     "io.agentbus.color": color,
                     "io.agentbus.commit": commit,
                 },
-                detach=True,
             )
+            if seed is not None:
+                container.put_archive(posixpath.dirname(posixpath.dirname(KEY_PATH)), _key(seed))
+            container.start()
         except docker.errors.APIError as exc:
             raise DeployError(f"cannot start container {instance} from {image}: {exc}") from exc
         container_id: str = container.id or instance
         return container_id
+
+    def _seed(self, component: str) -> bytes | None:
+        """The component's own key, when the cluster gave it one (``read_seed`` refuses a
+        seed file others may read)."""
+        if self._keys is None or not self._keys.seed_file(component).is_file():
+            return None
+        return read_seed(self._keys.seed_file(component))
 
     def check_runtime(self, runtime: Mapping[str, Any], *, component: str) -> None:
         self._containers(runtime, component)

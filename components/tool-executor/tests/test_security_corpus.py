@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,9 +129,98 @@ def textconv_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
     (repo / "a.txt").write_text("b\n", encoding="utf-8")
 
 
-def textconv_not_run(result: Completed, ws: Workspace) -> None:
-    assert not (ws.outside / "textconv-ran").exists()
-    assert "+b" in result.content
+def plain_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> Path:
+    repo = ws.ws / "repo"
+    repo.mkdir(exist_ok=True)
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    (repo / "sub").mkdir(exist_ok=True)
+    (repo / "a.txt").write_text("a\n", encoding="utf-8")
+    return repo
+
+
+def _git_config(repo: Path, *pairs: tuple[str, str], where: str = "--local") -> None:
+    for key, value in pairs:
+        subprocess.run(["git", "-C", str(repo), "config", where, key, value], check=True)
+
+
+def pwning_filter_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """clean and smudge filters that would write outside, on every file."""
+    repo = plain_repo(ws, web, internal)
+    pwn = f"touch {ws.outside}/pwned; cat"
+    _git_config(repo, ("filter.x.clean", pwn), ("filter.x.smudge", pwn))
+    (repo / ".gitattributes").write_text("* filter=x\n", encoding="utf-8")
+
+
+def pwning_process_filter_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    repo = plain_repo(ws, web, internal)
+    _git_config(repo, ("filter.x.process", f"touch {ws.outside}/pwned"))
+    (repo / ".gitattributes").write_text("* filter=x\n", encoding="utf-8")
+
+
+def included_filter_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """The filter hides in a file the repository's config includes."""
+    repo = plain_repo(ws, web, internal)
+    extra = ws.ws / "extra.gitconfig"
+    extra.write_text(f'[filter "x"]\n\tclean = touch {ws.outside}/pwned; cat\n')
+    _git_config(repo, ("include.path", str(extra)))
+    (repo / ".gitattributes").write_text("* filter=x\n", encoding="utf-8")
+
+
+def worktree_config_filter_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    repo = plain_repo(ws, web, internal)
+    _git_config(repo, ("extensions.worktreeConfig", "true"))
+    _git_config(repo, ("filter.x.clean", f"touch {ws.outside}/pwned; cat"), where="--worktree")
+    (repo / ".gitattributes").write_text("* filter=x\n", encoding="utf-8")
+
+
+def merge_driver_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    repo = plain_repo(ws, web, internal)
+    _git_config(repo, ("merge.x.driver", f"touch {ws.outside}/pwned"))
+
+
+def diff_command_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    repo = plain_repo(ws, web, internal)
+    _git_config(repo, ("diff.x.command", f"touch {ws.outside}/pwned"))
+    (repo / ".gitattributes").write_text("* diff=x\n", encoding="utf-8")
+
+
+def _victim(ws: Workspace) -> Path:
+    """A repository outside the workspace (made before the snapshot, so any change shows)."""
+    victim = ws.outside / "victim"
+    victim.mkdir()
+    git = ["git", "-C", str(victim), "-c", "user.name=v", "-c", "user.email=v@v.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (victim / "v.txt").write_text("victim\n", encoding="utf-8")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "v"], check=True)
+    return victim
+
+
+def gitdir_outside_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """A `.git` file pointing at a repository outside the roots."""
+    victim = _victim(ws)
+    repo = ws.ws / "repo"
+    repo.mkdir()
+    (repo / ".git").write_text(f"gitdir: {victim}/.git\n", encoding="utf-8")
+    (repo / "a.txt").write_text("a\n", encoding="utf-8")
+
+
+def worktree_outside_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    repo = plain_repo(ws, web, internal)
+    _git_config(repo, ("core.worktree", str(ws.outside)))
+
+
+def commondir_outside_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """A git dir whose `commondir` file points at an outside repository's objects and refs."""
+    victim = _victim(ws)
+    repo = plain_repo(ws, web, internal)
+    (repo / ".git" / "commondir").write_text(f"{victim}/.git\n", encoding="utf-8")
+
+
+def linked_git_folder(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """A symlink in the workspace to a repository's .git (it resolves into .git)."""
+    repo = plain_repo(ws, web, internal)
+    (ws.ws / "gitlink").symlink_to(repo / ".git", target_is_directory=True)
 
 
 def env_asserting_tests(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
@@ -185,22 +275,6 @@ def only_child_variables(env_output: str, *, also: frozenset[str] = frozenset())
 
 def env_clean(result: Completed, ws: Workspace) -> None:
     only_child_variables(result.content)
-
-
-def git_env_clean(result: Completed, ws: Workspace) -> None:
-    """The filter ran as git's child: what it saw is git's environment, now the blob a.txt."""
-    seen = subprocess.run(
-        ["git", "-C", str(ws.ws / "repo"), "show", "HEAD:a.txt"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    git_variables = {"GIT_CONFIG_NOSYSTEM", "GIT_TERMINAL_PROMPT", "GIT_CONFIG_COUNT"}
-    git_variables |= {n for line in seen.splitlines() if (n := line.split("=", 1)[0])
-                      .startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "GIT_AUTHOR_",
-                                   "GIT_COMMITTER_"))}  # fmt: skip
-    git_variables |= {"GIT_EXEC_PATH", "GIT_PREFIX", "GIT_DIR", "GIT_INDEX_FILE", "SHLVL", "_"}
-    only_child_variables(seen, also=frozenset(git_variables))
 
 
 def credentials_hidden_from_pytest(result: Completed, ws: Workspace) -> None:
@@ -541,8 +615,7 @@ CASES: list[Case] = [
         "environment",
         "git.commit",
         {"repo": "repo", "message": "dump"},
-        "contained",
-        check=git_env_clean,
+        "forbidden",  # a repository defining a filter is refused before git could run it
         setup=env_printing_filter,
     ),
     Case(
@@ -771,16 +844,132 @@ CASES: list[Case] = [
         check=hook_not_run,
         setup=fsmonitor_repo,
     ),
+    Case("git-textconv", "git", "git.diff", {"repo": "repo"}, "forbidden", setup=textconv_repo),
+    Case("git-repo-outside", "git", "git.status", {"repo": "{outside}"}, "forbidden"),
+    # a repository's config and layout that would make git run or reach elsewhere (issue 13)
+    *(
+        Case(f"git-filter-{tool}", "git config", f"git.{tool}", arguments, "forbidden", setup=setup)
+        for tool, arguments in (
+            ("status", {"repo": "repo"}),
+            ("diff", {"repo": "repo"}),
+            ("commit", {"repo": "repo", "message": "m"}),
+        )
+        for setup in (pwning_filter_repo,)
+    ),
     Case(
-        "git-textconv",
-        "git",
+        "git-filter-process",
+        "git config",
+        "git.status",
+        {"repo": "repo"},
+        "forbidden",
+        setup=pwning_process_filter_repo,
+    ),
+    Case(
+        "git-filter-included",
+        "git config",
+        "git.commit",
+        {"repo": "repo", "message": "m"},
+        "forbidden",
+        setup=included_filter_repo,
+    ),
+    Case(
+        "git-filter-worktree-config",
+        "git config",
+        "git.status",
+        {"repo": "repo"},
+        "forbidden",
+        setup=worktree_config_filter_repo,
+    ),
+    Case(
+        "git-merge-driver",
+        "git config",
+        "git.status",
+        {"repo": "repo"},
+        "forbidden",
+        setup=merge_driver_repo,
+    ),
+    Case(
+        "git-diff-command",
+        "git config",
         "git.diff",
         {"repo": "repo"},
-        "contained",
-        check=textconv_not_run,
-        setup=textconv_repo,
+        "forbidden",
+        setup=diff_command_repo,
     ),
-    Case("git-repo-outside", "git", "git.status", {"repo": "{outside}"}, "forbidden"),
+    *(
+        Case(
+            f"git-gitdir-outside-{tool}",
+            "git layout",
+            f"git.{tool}",
+            arguments,
+            "forbidden",
+            setup=gitdir_outside_repo,
+        )
+        for tool, arguments in (
+            ("status", {"repo": "repo"}),
+            ("diff", {"repo": "repo"}),
+            ("commit", {"repo": "repo", "message": "moved"}),
+        )
+    ),
+    Case(
+        "git-worktree-outside",
+        "git layout",
+        "git.status",
+        {"repo": "repo"},
+        "forbidden",
+        setup=worktree_outside_repo,
+    ),
+    Case(
+        "git-commondir-outside",
+        "git layout",
+        "git.commit",
+        {"repo": "repo", "message": "m"},
+        "forbidden",
+        setup=commondir_outside_repo,
+    ),
+    Case(
+        "git-not-the-top",
+        "git layout",
+        "git.status",
+        {"repo": "repo/sub"},
+        "not_found",
+        setup=plain_repo,
+    ),
+    # the fs tools write nothing inside .git (its config and hooks decide what git runs)
+    *(
+        Case(
+            f"fs-write-git-{name}",
+            "git internals",
+            "fs.write",
+            {"path": path, "content": content, "create_dirs": True},
+            "forbidden",
+            setup=plain_repo,
+        )
+        for name, path, content in (
+            ("config", "repo/.git/config", '[filter "x"]\n\tclean = touch {outside}/pwned\n'),
+            ("hook", "repo/.git/hooks/pre-commit", "#!/bin/sh\ntouch {outside}/pwned\n"),
+            ("attributes", "repo/.git/info/attributes", "* filter=x\n"),
+            ("pointer", "other/.git", "gitdir: {outside}/victim/.git\n"),
+            ("upper-case", "repo/.GIT/config", "[core]\n"),
+            ("dotdot", "repo/sub/../.git/config", "[core]\n"),
+        )
+    ),
+    Case(
+        "fs-edit-git-config",
+        "git internals",
+        "fs.edit",
+        {"path": "repo/.git/config", "search": "[core]", "replace": "[core]\n\tfsmonitor = true\n"},
+        "forbidden",
+        setup=plain_repo,
+    ),
+    Case(
+        "fs-write-git-via-link",
+        "git internals",
+        "fs.write",
+        {"path": "gitlink/config", "content": "[core]\n"},
+        "forbidden",
+        setup=linked_git_folder,
+    ),
     Case(
         "identity-spoof", "identity", "fs.read", {"path": "file.txt"}, "forbidden", caller="admin"
     ),

@@ -9,7 +9,10 @@ Rules, in order:
 * files are opened with ``O_NOFOLLOW`` on the resolved path, so a symlink swapped
   in after the check is not followed, and checked again with ``fstat``;
 * a regular file with more than one hard link is refused for reading and writing:
-  its other names may be outside the roots, and we cannot find them.
+  its other names may be outside the roots, and we cannot find them;
+* nothing is written inside a ``.git`` folder (nor a ``.git`` file): a repository's
+  config, hooks and ``gitdir`` pointer decide what git runs and where, so only the
+  ``git.*`` tools change a repository.
 """
 
 from __future__ import annotations
@@ -95,8 +98,24 @@ def read_bytes(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
+GIT_FOLDER = ".git"
+
+
+def refuse_git_internals(path: Path, roots: Sequence[Path]) -> None:
+    """:class:`Refused` when the resolved ``path`` is, or lies in, a ``.git`` of the roots."""
+    root = next((r for r in roots if path == r or path.is_relative_to(r)), None)
+    parts = path.relative_to(root).parts if root is not None else path.parts
+    if any(part.casefold() == GIT_FOLDER for part in parts):
+        raise Refused(
+            f"{path} is inside a repository's {GIT_FOLDER}: its config and hooks decide what git "
+            "runs, so files there are not written; change the repository with the git.* tools"
+        )
+
+
 def write_bytes(path: Path, data: bytes, roots: Sequence[Path], *, create_dirs: bool) -> None:
-    """Write ``data`` to the resolved ``path``; parent folders only inside the roots."""
+    """Write ``data`` to the resolved ``path``; parent folders only inside the roots, and
+    nothing inside a ``.git`` (:func:`refuse_git_internals`)."""
+    refuse_git_internals(path, roots)
     parent = path.parent
     if not parent.exists():
         if not create_dirs:

@@ -2,29 +2,31 @@
 
 ``git`` runs as a child process like ``shell.exec`` (:func:`run_process`: the
 policy's environment only, its own session, capped output, the policy's timeout).
-GitPython only finds the repository (that starts no process); its ``execute``
-copies the executor's whole environment, bus credentials included, into every git
-it starts, so it runs none. A repository's own configuration can run programs
+GitPython runs none (its ``execute`` copies the executor's whole environment, bus
+credentials included). A repository's own configuration can run programs
 (``core.fsmonitor``, ``core.hooksPath``, ``diff.external``, pagers, hooks,
 ``commit.gpgSign`` with ``gpg.program``), so every git command runs with those
 overridden through ``GIT_CONFIG_COUNT`` and without the system config, and
-commits skip hooks. The working tree must resolve inside the roots.
+commits skip hooks. Filter, diff and merge drivers have names of the repository's
+choosing that no override reaches, so a repository whose config defines one is
+refused; and its working tree, git dir and common dir must resolve inside the roots
+(``_repo``). The ``fs.*`` tools write nothing inside ``.git``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
-import git
 from pydantic import Field
 
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.tool_executor import paths
 from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcome, tool
-from agentbus.tool_executor.errors import ToolFailed
+from agentbus.tool_executor.errors import Refused, ToolFailed
 from agentbus.tool_executor.processes import ProcessResult, run_process
 
 _SAFE_CONFIG = {
@@ -55,23 +57,56 @@ def safe_env(ctx: ToolContext) -> dict[str, str]:
     return env
 
 
-def _repo(path: str, ctx: ToolContext) -> Path:
-    """The top folder of the repository at ``path`` (inside the roots)."""
+_RUNS_A_COMMAND = re.compile(
+    r"(filter\..+\.(clean|smudge|process)|diff\..+\.(textconv|command)|merge\..+\.driver)",
+    re.IGNORECASE,
+)
+"""Repository config keys that make git run a program whose name no override can reach (a
+filter or diff driver is named by ``.gitattributes``): such a repository is refused."""
+
+
+async def _repo(path: str, ctx: ToolContext) -> Path:
+    """The top folder of the repository at ``path``, checked before any git command that could
+    run the repository's programs: its working tree, git dir and common dir (a ``.git`` file,
+    ``core.worktree`` and ``commondir`` may point anywhere) resolve inside the roots, and its
+    config names no filter, diff or merge driver."""
     folder = paths.resolve(path, ctx.roots)
+    if not folder.is_dir():
+        raise ToolFailed(f"{folder} is not a folder", code=ErrorCode.NOT_FOUND)
+    layout = ("--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
     try:
-        repo = git.Repo(folder, search_parent_directories=False)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        found = (await _git(folder, ctx, "rev-parse", *layout)).output.splitlines()
+    except ToolFailed as exc:
         raise ToolFailed(
-            f"{folder} is not the top of a git repository", code=ErrorCode.NOT_FOUND
+            f"{folder} is not the top of a git repository ({exc.message})",
+            code=ErrorCode.NOT_FOUND,
         ) from None
-    if repo.working_tree_dir is None:
-        raise ToolFailed(f"{folder} is a bare repository")
-    return paths.resolve(str(repo.working_tree_dir), ctx.roots)
+    if len(found) != 3:
+        raise ToolFailed(f"{folder} is a bare repository or not one git understands")
+    top, _git_dir, _common_dir = (paths.resolve(p, ctx.roots) for p in found)  # or Refused
+    if top != folder:
+        raise ToolFailed(
+            f"{folder} is not the top of a git repository (its top is {top})",
+            code=ErrorCode.NOT_FOUND,
+        )
+    listed = (await _git(top, ctx, "config", "--list", "--show-scope", "--includes", "-z")).output
+    fields = listed.split("\0")
+    for scope, entry in zip(fields[::2], fields[1::2], strict=False):
+        key = entry.split("\n", 1)[0]
+        if scope != "command" and _RUNS_A_COMMAND.fullmatch(key):
+            raise Refused(
+                f"the repository's {scope} config sets {key}, which makes git run a program; "
+                "the git tools refuse such a repository (remove the setting with a person's "
+                "review, outside the agent's tools)"
+            )
+    return top
 
 
 async def _git(
     root: Path, ctx: ToolContext, *args: str, extra: dict[str, str] | None = None
 ) -> ProcessResult:
+    """``git <args>`` in ``root`` with :func:`safe_env`; only after :func:`_repo` checked
+    ``root``, except the read-only commands that check it."""
     executable = shutil.which("git", path=ctx.policy.path)
     if executable is None:
         raise ToolFailed(f"git is not installed on the policy's path {ctx.policy.path}")
@@ -100,7 +135,7 @@ class RepoArgs(ToolArgs):
 @tool("git.status", risk=Risk.LOW)
 async def status(args: RepoArgs, ctx: ToolContext) -> ToolOutcome:
     """Branch and changed files (porcelain v1) of a repository in the workspace."""
-    root = _repo(args.repo, ctx)
+    root = await _repo(args.repo, ctx)
     out = (await _git(root, ctx, "status", "--porcelain=v1", "--branch")).output.rstrip("\n")
     lines = out.splitlines()
     branch = lines[0][3:] if lines and lines[0].startswith("## ") else ""
@@ -116,7 +151,7 @@ class DiffArgs(RepoArgs):
 @tool("git.diff", risk=Risk.LOW)
 async def diff(args: DiffArgs, ctx: ToolContext) -> ToolOutcome:
     """Unified diff of the working tree (or the index, with staged) of a repository."""
-    root = _repo(args.repo, ctx)
+    root = await _repo(args.repo, ctx)
     selected = [str(paths.resolve(p, ctx.roots, cwd=root)) for p in args.paths]
     argv = [
         "diff",
@@ -150,7 +185,7 @@ def _identity(args: CommitArgs) -> dict[str, str]:
 @tool("git.commit", risk=Risk.MEDIUM)
 async def commit(args: CommitArgs, ctx: ToolContext) -> ToolOutcome:
     """Stage the given files (or every change) and commit them; hooks do not run."""
-    root = _repo(args.repo, ctx)
+    root = await _repo(args.repo, ctx)
     selected = [str(paths.resolve(p, ctx.roots, cwd=root)) for p in args.paths]
     await _git(root, ctx, "add", "--", *selected) if selected else await _git(
         root, ctx, "add", "-A"

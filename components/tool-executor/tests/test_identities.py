@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from executor_helpers import Workspace
 
@@ -23,7 +22,7 @@ from agentbus.framework.auth import (
     operator_grants,
     service_grants,
 )
-from agentbus.framework.testing import settings_as
+from agentbus.framework.testing import Intruder, settings_as
 from agentbus.interfaces.catalog import REGISTRY
 from agentbus.interfaces.catalog.tools import (
     APPROVALS_DECIDE,
@@ -130,21 +129,10 @@ async def test_a_caller_cannot_use_another_callers_policy_or_write_the_approvals
     assert other.value.code == "forbidden"
 
     folder, url = cluster
-    errors: list[Exception] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(exc)
-
-    raw = await nats.connect(
-        url, nkeys_seed=str(folder.seed_file("agent")), error_cb=on_error, allow_reconnect=False
-    )
+    intruder = await Intruder.connect(url, folder.seed_file("agent"))
     try:
-        await raw.publish(f"$KV.{APPROVALS_BUCKET}.forged", b'{"status": "approved"}')
-        await raw.flush()
-        await raw.publish(f"agentbus.tools.execute.v1.{OPERATOR}", b"{}")
-        await raw.flush()
+        for subject in (f"$KV.{APPROVALS_BUCKET}.forged", f"agentbus.tools.execute.v1.{OPERATOR}"):
+            await intruder.publish(subject, b'{"status": "approved"}')
+            await intruder.refused(subject)
     finally:
-        await raw.close()
-    refused = " ".join(str(e) for e in errors).lower()
-    assert f"$kv.{APPROVALS_BUCKET}.forged" in refused
-    assert f"agentbus.tools.execute.v1.{OPERATOR}" in refused
+        await intruder.close()

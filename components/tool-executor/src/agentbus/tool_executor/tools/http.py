@@ -10,6 +10,12 @@ the address that was checked (the Host header and TLS server name stay the
 host's), never to a second DNS answer: a name that rebinds between the check
 and the connection does not reach an internal service. Proxies from the
 environment are ignored.
+
+The policy's timeout is one deadline for the whole call (every connect, every hop and
+the whole body), not a limit per read that a server sending a byte at a time renews.
+A redirect to another origin (scheme, host or port) loses the caller's
+``Authorization``, ``Cookie`` and ``Proxy-Authorization`` headers, as browsers and
+httpx do when they follow redirects themselves.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from agentbus.tool_executor.declaration import ToolArgs, ToolContext, ToolOutcom
 from agentbus.tool_executor.errors import Refused, ToolFailed
 
 MAX_REDIRECTS = 5
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""Headers that go only to the origin the caller named."""
 _SHOWN_HEADERS = ("content-type", "content-length", "location", "last-modified", "etag")
 
 
@@ -136,12 +144,41 @@ def pinned_request(
     )
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _default_port(parts.scheme)
+    except ValueError:
+        port = -1  # check_url refuses it
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _headers_for(url: str, first: str, headers: dict[str, str]) -> dict[str, str]:
+    """The caller's headers for a hop to ``url``: credentials only to the first origin."""
+    if _origin(url) == _origin(first):
+        return headers
+    return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+
+
 @tool("http.fetch", risk=Risk.MEDIUM)
 async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolOutcome:
-    """Fetch a URL on the caller's host allow-list (checked again after every redirect)."""
+    """Fetch a URL on the caller's host allow-list (checked again after every redirect),
+    within one deadline (the policy's timeout, or a shorter ``timeout``)."""
+    timeout = ctx.timeout(args.timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _fetch(args, ctx, timeout)
+    except TimeoutError:
+        raise ToolFailed(
+            f"{args.method} {args.url} did not finish within {timeout:.1f}s (connecting, "
+            "redirects and the whole body); raise the timeout or fetch something smaller",
+            code=ErrorCode.TIMEOUT,
+        ) from None
+
+
+async def _fetch(args: FetchArgs, ctx: ToolContext, timeout: float) -> ToolOutcome:
     url, method, body = args.url, args.method, args.body
     hops: list[str] = []
-    timeout = ctx.timeout(args.timeout)
     # No kept-alive connections: each hop connects anew to the address checked for its
     # host, never reusing one opened (and TLS-verified) for another host on that address.
     async with httpx.AsyncClient(
@@ -154,7 +191,8 @@ async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolOutcome:
             address = await check_url(url, ctx.policy.hosts)
             hops.append(url)
             try:
-                request = pinned_request(client, method, url, address, args.headers, body)
+                headers = _headers_for(url, args.url, args.headers)
+                request = pinned_request(client, method, url, address, headers, body)
                 response = await client.send(request, stream=True)
             except httpx.HTTPError as exc:
                 raise ToolFailed(f"{method} {url} failed: {exc}", code=ErrorCode.UPSTREAM) from None
@@ -178,14 +216,14 @@ async def fetch(args: FetchArgs, ctx: ToolContext) -> ToolOutcome:
                     kept.extend(chunk)
             finally:
                 await response.aclose()
-            headers = {k: v for k, v in response.headers.items() if k.lower() in _SHOWN_HEADERS}
+            shown = {k: v for k, v in response.headers.items() if k.lower() in _SHOWN_HEADERS}
             return ToolOutcome(
                 kept.decode(response.encoding or "utf-8", errors="replace"),
                 truncated=truncated,
                 data={
                     "status": response.status_code,
                     "url": url,
-                    "headers": dict[str, JsonValue](headers),
+                    "headers": dict[str, JsonValue](shown),
                     "redirects": list[JsonValue](hops[:-1]),
                 },
             )

@@ -129,6 +129,32 @@ def textconv_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
     (repo / "a.txt").write_text("b\n", encoding="utf-8")
 
 
+BAD_NAME = b"bad\xffname.txt"
+"""A file name that is not UTF-8 (legal on Linux)."""
+
+
+def non_utf8_name(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    with open(os.path.join(os.fsencode(ws.ws), BAD_NAME), "wb") as out:
+        out.write(b"needle\n")
+
+
+def bad_name_shown(result: Completed, ws: Workspace) -> None:
+    assert "bad\\xffname.txt" in result.content
+    assert "file.txt" in result.content or "needle" in result.content
+
+
+def deep_tree(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    folder = ws.ws / "deep"
+    for level in range(14):
+        folder = folder / f"d{level}"
+    folder.mkdir(parents=True)
+    (folder / "x").write_text("x\n", encoding="utf-8")
+
+
+def deep_x_found(result: Completed, ws: Workspace) -> None:
+    assert result.content.endswith("d13/x"), result.content
+
+
 def plain_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> Path:
     repo = ws.ws / "repo"
     repo.mkdir(exist_ok=True)
@@ -961,6 +987,43 @@ CASES: list[Case] = [
         {"path": "repo/.git/config", "search": "[core]", "replace": "[core]\n\tfsmonitor = true\n"},
         "forbidden",
         setup=plain_repo,
+    ),
+    # names that are not UTF-8 answer everyone, escaped; patterns that would explode are tamed
+    Case(
+        "fs-list-non-utf8",
+        "names",
+        "fs.list",
+        {"path": "."},
+        "contained",
+        check=bad_name_shown,
+        setup=non_utf8_name,
+    ),
+    Case(
+        "fs-glob-non-utf8",
+        "names",
+        "fs.glob",
+        {"pattern": "*"},
+        "contained",
+        check=bad_name_shown,
+        setup=non_utf8_name,
+    ),
+    Case(
+        "fs-grep-non-utf8",
+        "names",
+        "fs.grep",
+        {"pattern": "needle"},
+        "contained",
+        check=bad_name_shown,
+        setup=non_utf8_name,
+    ),
+    Case(
+        "fs-glob-stacked-stars",
+        "denial of service",
+        "fs.glob",
+        {"pattern": "**/" * 10 + "x"},
+        "contained",
+        check=deep_x_found,
+        setup=deep_tree,
     ),
     Case(
         "fs-write-git-via-link",

@@ -116,6 +116,16 @@ class ListArgs(ToolArgs):
     path: str = Field(default=".", description="Folder to list.")
 
 
+def shown_name(name: str) -> str:
+    """``name`` as JSON can carry it: a name that is not UTF-8 (Python holds its bytes as
+    lone surrogates) shows each such byte as ``\\xNN``, instead of failing the whole reply."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "link"
@@ -134,7 +144,8 @@ async def list_dir(args: ListArgs, ctx: ToolContext) -> ToolOutcome:
     with os.scandir(path) as scan:
         for entry in sorted(scan, key=lambda e: e.name):
             info = entry.stat(follow_symlinks=False)
-            entries.append({"name": entry.name, "kind": _kind(info.st_mode), "size": info.st_size})
+            kind, size = _kind(info.st_mode), info.st_size
+            entries.append({"name": shown_name(entry.name), "kind": kind, "size": size})
             if len(entries) >= MAX_ENTRIES:
                 break
     lines = [f"{e['kind']:5} {e['size']:>10} {e['name']}" for e in entries if isinstance(e, dict)]
@@ -147,12 +158,18 @@ async def list_dir(args: ListArgs, ctx: ToolContext) -> ToolOutcome:
 
 
 def _relative_pattern(pattern: str) -> str:
+    """``pattern`` checked, with runs of ``**`` collapsed into one (``**/**/x`` matches what
+    ``**/x`` does, but walks the tree once per ``**``: a few make the walk explode)."""
     if "\x00" in pattern:
         raise Refused("the pattern contains a NUL byte")
     pure = PurePosixPath(pattern)
     if pure.is_absolute() or ".." in pure.parts:
         raise Refused("glob patterns are relative to the folder and may not contain '..'")
-    return pattern
+    parts: list[str] = []
+    for part in pure.parts:
+        if not (part == "**" and parts and parts[-1] == "**"):
+            parts.append(part)
+    return "/".join(parts)
 
 
 class GlobArgs(ToolArgs):
@@ -160,11 +177,19 @@ class GlobArgs(ToolArgs):
     path: str = Field(default=".", description="Folder the pattern is relative to.")
 
 
-def _glob(base: Path, pattern: str, roots: tuple[Path, ...]) -> list[str]:
+def _glob(base: Path, pattern: str, roots: tuple[Path, ...], deadline: float) -> list[str]:
+    """Matches of ``pattern`` under ``base`` inside the roots (at most MAX_ENTRIES), found
+    before ``deadline`` (``time.monotonic``); runs in a thread, off the event loop."""
     found: list[str] = []
     for match in base.glob(pattern):
+        if time.monotonic() > deadline:
+            raise ToolFailed(
+                f"fs.glob of {pattern!r} ran out of time after {len(found)} matches; narrow the "
+                "pattern or the folder",
+                code=ErrorCode.TIMEOUT,
+            )
         if paths.inside(Path(os.path.realpath(match)), roots):
-            found.append(str(match.relative_to(base)))
+            found.append(shown_name(str(match.relative_to(base))))
         if len(found) >= MAX_ENTRIES:
             break
     return found
@@ -175,7 +200,8 @@ async def glob(args: GlobArgs, ctx: ToolContext) -> ToolOutcome:
     """Find files matching a glob pattern under a folder; matches outside the roots are dropped."""
     base = paths.resolve(args.path, ctx.roots)
     pattern = _relative_pattern(args.pattern)
-    found = sorted(_glob(base, pattern, ctx.roots))
+    deadline = time.monotonic() + ctx.timeout(None)
+    found = sorted(await asyncio.to_thread(_glob, base, pattern, ctx.roots, deadline))
     content, truncated = _cap("\n".join(found), ctx.policy.max_output)
     return ToolOutcome(
         content,
@@ -258,7 +284,7 @@ def _search(
                 ) from None
             if found:
                 rel = file.relative_to(base) if file != base else Path(file.name)
-                matches.append(f"{rel}:{number}:{line}")
+                matches.append(f"{shown_name(str(rel))}:{number}:{line}")
                 if len(matches) >= args.max_matches:
                     return matches, skipped
     return matches, skipped

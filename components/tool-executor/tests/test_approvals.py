@@ -24,7 +24,8 @@ from agentbus.interfaces.catalog.tools import (
 from agentbus.interfaces.metadata import AGENTBUS, parse_header
 from agentbus.tool_executor.audit import AUDIT_SUBJECT, ESCALATION_SUBJECT
 
-# Appends one line per run: how many times the command really ran.
+# Appends one line per run: how many times the command really ran. sh is a shell: the
+# policy must allow shells, and each call is high risk.
 COUNTER = ["sh", "-c", "echo ran >> runs.log; wc -l < runs.log"]
 
 
@@ -33,6 +34,7 @@ def policy(workspace: Workspace, **extra: Any) -> dict[str, Any]:
         "roots": [str(workspace.ws)],
         "tools": ["*"],
         "commands": ["sh", "echo"],
+        "shell": True,
         "medium": "ask",
         **extra,
     }
@@ -65,7 +67,7 @@ async def test_approved_call_runs_exactly_once(
 ) -> None:
     first = await execute(agent)
     assert isinstance(first, ApprovalRequired)
-    assert first.risk == "medium"
+    assert first.risk == "high"
     assert first.idempotency_key == "k1"
     again = await execute(agent)
     assert isinstance(again, ApprovalRequired)

@@ -27,7 +27,14 @@ import pytest
 from executor_helpers import SECRET, FakeWeb, Workspace
 
 from agentbus.framework import RemoteError
-from agentbus.interfaces.catalog.tools import TOOLS_EXECUTE, Completed, ExecuteRequest
+from agentbus.interfaces.catalog.tools import (
+    APPROVALS_DECIDE,
+    TOOLS_EXECUTE,
+    ApprovalRequired,
+    Completed,
+    DecideRequest,
+    ExecuteRequest,
+)
 
 Check = Callable[[Completed, Workspace], None]
 Setup = Callable[[Workspace, FakeWeb, FakeWeb], None]
@@ -45,6 +52,8 @@ class Case:
     setup: Setup | None = None
     policy: dict[str, Any] = field(default_factory=dict)
     caller: str = "agent"
+    approve: bool = False
+    """A high-risk call: a person approves it first (to test what it can do once run)."""
 
 
 # -- setups --------------------------------------------------------------------------
@@ -299,10 +308,6 @@ def only_child_variables(env_output: str, *, also: frozenset[str] = frozenset())
     assert env.get("HOME") not in (None, os.environ.get("HOME")), "HOME is not a scratch folder"
 
 
-def env_clean(result: Completed, ws: Workspace) -> None:
-    only_child_variables(result.content)
-
-
 def credentials_hidden_from_pytest(result: Completed, ws: Workspace) -> None:
     assert result.data["counts"] == {"passed": 1}, result.content
 
@@ -354,7 +359,8 @@ def hook_not_run(result: Completed, ws: Workspace) -> None:
     assert "a.txt" in result.content
 
 
-SH = {"commands": ["sh", "echo", "sleep"]}
+SH = {"commands": ["sh", "echo", "sleep"], "shell": True}
+"""sh is a shell: allowed only with shell = true, each call approved (``Case.approve``)."""
 
 CASES: list[Case] = [
     # path traversal
@@ -619,7 +625,7 @@ CASES: list[Case] = [
         policy={"tools": ["fs.read"]},
     ),
     # environment exfiltration
-    Case("env-dump", "environment", "shell.exec", {"argv": ["env"]}, "contained", check=env_clean),
+    Case("env-dump", "environment", "shell.exec", {"argv": ["env"]}, "forbidden"),  # a runner
     Case(
         "env-printenv",
         "environment",
@@ -788,6 +794,7 @@ CASES: list[Case] = [
         "contained",
         check=exited_and_children_dead,
         policy=SH,
+        approve=True,
     ),
     Case(
         "fork-many-timeout",
@@ -797,6 +804,7 @@ CASES: list[Case] = [
         "contained",
         check=children_dead,
         policy=SH,
+        approve=True,
     ),
     Case(
         "setsid-escape",
@@ -806,6 +814,7 @@ CASES: list[Case] = [
         "contained",
         check=exited_and_children_dead,
         policy=SH,
+        approve=True,
     ),
     Case(
         "double-fork-setsid",
@@ -815,6 +824,46 @@ CASES: list[Case] = [
         "contained",
         check=exited_and_children_dead,
         policy=SH,
+        approve=True,
+    ),
+    # commands that run other commands are shell strings in all but name (issue 13)
+    *(
+        Case(
+            f"runner-{name}",
+            "shell equivalents",
+            "shell.exec",
+            {"argv": argv},
+            "forbidden",
+            policy={"commands": [argv[0]]},
+        )
+        for name, argv in (
+            ("env", ["env", "sh", "-c", "touch {outside}/pwned"]),
+            ("env-path", ["/usr/bin/env", "true"]),
+            ("setsid", ["setsid", "-f", "env", "-i", "sleep", "30"]),
+            ("git-alias", ["git", "-c", "alias.x=!touch {outside}/pwned", "x"]),
+            ("make", ["make", "-f", "Makefile"]),
+            ("python-c", ["python3.11", "-c", "open('{outside}/pwned', 'w')"]),
+            ("find-exec", ["find", ".", "-exec", "touch", "pwned", ";"]),
+            ("xargs", ["xargs", "touch"]),
+            ("awk", ["awk", 'BEGIN { system("touch pwned") }']),
+            ("nohup", ["nohup", "sleep", "30"]),
+        )
+    ),
+    # a path attached to a short option is a path too
+    *(
+        Case(
+            f"opt-attached-{name}",
+            "options",
+            "shell.exec",
+            {"argv": argv},
+            "forbidden",
+            policy={"commands": [argv[0]]},
+        )
+        for name, argv in (
+            ("cp-t", ["cp", "-t{outside}", "file.txt"]),
+            ("sort-o", ["sort", "-o{outside}/x", "file.txt"]),
+            ("sort-o-dotdot", ["sort", "-o../outside/x", "file.txt"]),
+        )
     ),
     # oversized arguments
     Case(
@@ -1097,6 +1146,15 @@ async def test_attack_is_refused_or_contained(
     request = ExecuteRequest(
         tool=case.tool, arguments=fill(case.arguments, names), caller=case.caller
     )
+    if case.approve:
+        request = request.model_copy(update={"idempotency_key": case.id})
+        pending = (await bus.request(TOOLS_EXECUTE, request, timeout=20)).result
+        assert isinstance(pending, ApprovalRequired), pending
+        approver = await bus_as("approver")
+        decision = DecideRequest(
+            approval_id=pending.approval_id, decision="approve", decided_by="t"
+        )
+        await approver.request(APPROVALS_DECIDE, decision)
     if case.expect == "contained":
         reply = await bus.request(TOOLS_EXECUTE, request, timeout=20)
         result = reply.result

@@ -3,17 +3,21 @@
 An argv list never meets a shell: metacharacters in it are plain text. ``argv[0]``
 must be listed in the policy's ``commands`` (a bare name is looked up on the
 policy's ``PATH`` only). Arguments that look like paths (absolute, ``~``, or with
-a ``..`` part, also after ``--opt=``) must resolve inside the roots. That is a
-guard against obvious escapes, not a sandbox: an allowed interpreter can do
-whatever the executor's OS user can. Shell strings are never checked against the
-allow-list (a shell cannot be constrained), so they need ``shell = true`` and are
-always high risk: a human approves each one.
+a ``..`` part, also after ``--opt=`` and attached to a short option: ``-t/x``)
+must resolve inside the roots. That is a guard against obvious escapes, not a
+sandbox. Shell strings are never checked against the allow-list (a shell cannot be
+constrained), so they need ``shell = true`` and are always high risk: a human
+approves each one. A command that runs other commands or code of its arguments'
+choosing (:data:`SHELL_EQUIVALENTS`: shells, ``env``, ``setsid``, ``xargs``,
+``find -exec``, ``make``, ``git`` aliases, interpreters with ``-c``...) is a shell
+string in all but name: it too needs ``shell = true`` and is high risk.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydantic import Field, JsonValue, model_validator
 
@@ -42,12 +46,37 @@ class ExecArgs(ToolArgs):
         return self
 
 
+SHELL_EQUIVALENTS = re.compile(
+    r"(sh|bash|dash|zsh|ksh|mksh|csh|tcsh|fish|busybox|toybox"
+    r"|env|setsid|nohup|nice|ionice|timeout|stdbuf|chroot|unshare|nsenter|sudo|su|doas|runuser"
+    r"|xargs|parallel|find|make|gmake|git|ssh|watch|flock|script|expect|tclsh|wish"
+    r"|python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node|nodejs|deno|bun|php[0-9.]*|lua[0-9.]*"
+    r"|awk|gawk|mawk|nawk|sed|vim?|nvim|emacs|less|more|man|pip[0-9.]*|uv|uvx|npm|npx|pnpm|yarn)"
+)
+"""Commands (by file name) that run other commands or code their arguments choose."""
+
+
+def shell_equivalent(name: str) -> bool:
+    """Whether ``argv[0]`` (a name or a path) is a command runner or an interpreter."""
+    return SHELL_EQUIVALENTS.fullmatch(PurePosixPath(name).name) is not None
+
+
 def _risk(args: ExecArgs) -> Risk:
-    return Risk.HIGH if args.command is not None else Risk.MEDIUM
+    if args.command is not None or (args.argv is not None and shell_equivalent(args.argv[0])):
+        return Risk.HIGH
+    return Risk.MEDIUM
 
 
 def _looks_like_path(arg: str) -> str | None:
-    value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+    """The path in ``arg``, if it names one: the argument itself, the value of
+    ``--opt=value``, or what follows a short option's letters (``-t/outside``)."""
+    value = arg
+    if arg.startswith("-") and "=" in arg:
+        value = arg.split("=", 1)[1]
+    elif arg.startswith("-") and not arg.startswith("--"):
+        starts = (arg.find(mark) for mark in ("/", "~", ".."))
+        start = min((i for i in starts if i > 0), default=0)
+        value = arg[start:] if start else arg
     if value.startswith(("/", "~")) or ".." in Path(value).parts:
         return value
     return None
@@ -71,6 +100,12 @@ def _precheck(args: ExecArgs, policy: Policy) -> None:
     """Refuse what the policy rules out before anyone is asked to approve it."""
     if args.command is not None and not policy.shell:
         raise Refused("this caller's policy does not allow shell strings; pass argv instead")
+    if args.argv is not None and shell_equivalent(args.argv[0]) and not policy.shell:
+        raise Refused(
+            f"{args.argv[0]!r} runs whatever its arguments say, like a shell string: it needs "
+            "shell = true in the caller's policy (and each call a person's approval); the "
+            "git.* and python.test tools are the confined way to git and tests"
+        )
     if args.argv is not None and args.argv[0] not in policy.commands:
         allowed = ", ".join(policy.commands) or "none"
         raise Refused(f"command {args.argv[0]!r} is not on this caller's allow-list ({allowed})")
@@ -94,6 +129,7 @@ async def exec_(args: ExecArgs, ctx: ToolContext) -> ToolOutcome:
         argv = ["/bin/sh", "-c", args.command]
     else:
         assert args.argv is not None
+        _precheck(args, ctx.policy)  # also when no approval step ran it
         argv = [_executable(args.argv[0], ctx), *args.argv[1:]]
         for arg in args.argv[1:]:
             if "\x00" in arg:

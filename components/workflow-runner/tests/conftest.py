@@ -93,7 +93,14 @@ def workspace(tmp_path: Path) -> Path:
     folder = tmp_path / "ws"
     folder.mkdir()
     (folder / "notes.txt").write_text("colour: red\nsize: big\n", encoding="utf-8")
+    script = folder / SIDE_EFFECT
+    script.write_text("#!/bin/sh\necho ran >> side.log; sleep 1.5; echo finished\n")
+    script.chmod(0o755)
     return folder
+
+
+SIDE_EFFECT = "./side_effect.sh"
+"""A script in the workspace that leaves a mark (side.log), then takes 1.5 s."""
 
 
 def policy(workspace: Path, **extra: Any) -> dict[str, Any]:
@@ -101,7 +108,7 @@ def policy(workspace: Path, **extra: Any) -> dict[str, Any]:
     runner = {
         "roots": [str(workspace)],
         "tools": ["fs.*", "shell.exec"],
-        "commands": ["sh"],
+        "commands": [SIDE_EFFECT],  # a fixed script: sh itself would need shell = true
         "medium": "run",
         **extra,
     }

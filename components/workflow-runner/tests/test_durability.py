@@ -24,12 +24,10 @@ from agentbus.interfaces.metadata import Source
 from agentbus.interfaces.subjects import workflow_dispatch_subject
 from agentbus.workflow_runner.dispatch import Dispatch
 
-SIDE_EFFECT = "echo ran >> side.log; sleep 1.5; echo finished"
-
 
 def side_effect_then_report(received: Received) -> Any:
     if not tool_results(received):
-        call = {"argv": ["sh", "-c", SIDE_EFFECT]}
+        call = {"argv": ["./side_effect.sh"]}
         return answer(received, "", [("call_sh", "shell_exec", call)])
     return answer(received, "done")
 

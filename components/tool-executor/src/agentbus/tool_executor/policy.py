@@ -8,7 +8,7 @@
     [policy.coder]
     roots = ["${WORKSPACE}"]         # every path must resolve inside one of these
     tools = ["fs.*", "shell.exec", "git.*", "python.test"]
-    commands = ["ls", "cat", "python3", "true"]   # argv[0] allow-list for shell.exec
+    commands = ["ls", "cat", "true"]  # argv[0] allow-list for shell.exec (runners need shell)
     shell = false                    # shell strings (always high risk) allowed at all?
     hosts = ["pypi.org", "127.0.0.1:8080"]        # http.fetch allow-list, checked on every hop
     env = ["LANG"]                   # variables passed through to processes (default: none;

@@ -208,6 +208,15 @@ def worktree_config_filter_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) 
     (repo / ".gitattributes").write_text("* filter=x\n", encoding="utf-8")
 
 
+def long_config_filter_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    """A filter at the end of a config longer than the caller's max_output (4096 bytes)."""
+    repo = plain_repo(ws, web, internal)
+    padding = "".join(f"\tkey{n} = {'v' * 60}\n" for n in range(120))
+    with (repo / ".git" / "config").open("a", encoding="utf-8") as config:
+        config.write(f'[padding]\n{padding}[filter "x"]\n\tclean = touch {ws.outside}/pwned\n')
+    (repo / ".gitattributes").write_text("* filter=x\n", encoding="utf-8")
+
+
 def merge_driver_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
     repo = plain_repo(ws, web, internal)
     _git_config(repo, ("merge.x.driver", f"touch {ws.outside}/pwned"))
@@ -954,6 +963,14 @@ CASES: list[Case] = [
         {"repo": "repo"},
         "forbidden",
         setup=worktree_config_filter_repo,
+    ),
+    Case(
+        "git-filter-after-a-long-config",
+        "git config",
+        "git.status",
+        {"repo": "repo"},
+        "forbidden",
+        setup=long_config_filter_repo,
     ),
     Case(
         "git-merge-driver",

@@ -89,8 +89,13 @@ async def _repo(path: str, ctx: ToolContext) -> Path:
             f"{folder} is not the top of a git repository (its top is {top})",
             code=ErrorCode.NOT_FOUND,
         )
-    listed = (await _git(top, ctx, "config", "--list", "--show-scope", "--includes", "-z")).output
-    fields = listed.split("\0")
+    listed = await _git(top, ctx, "config", "--list", "--show-scope", "--includes", "-z")
+    if listed.truncated:  # what was cut off could be a driver
+        raise Refused(
+            f"the repository's config is larger than this caller's max_output "
+            f"({ctx.policy.max_output} bytes), so it cannot be checked; raise max_output"
+        )
+    fields = listed.output.split("\0")
     for scope, entry in zip(fields[::2], fields[1::2], strict=False):
         key = entry.split("\n", 1)[0]
         if scope != "command" and _RUNS_A_COMMAND.fullmatch(key):

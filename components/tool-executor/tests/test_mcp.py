@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import mcp_types
 import pytest
 import uvicorn
 from executor_helpers import Workspace
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 from agentbus.framework import Bus, RemoteError, Settings
 from agentbus.interfaces.catalog.tools import (
@@ -25,7 +27,7 @@ from agentbus.interfaces.catalog.tools import (
     ListToolsRequest,
 )
 from agentbus.interfaces.metadata import Source
-from agentbus.tool_executor.mcp_server import build_server
+from agentbus.tool_executor.mcp_server import http_app, http_token
 
 FAKE_SERVER = Path(__file__).parent / "fixtures" / "fake_mcp_server.py"
 
@@ -52,6 +54,16 @@ async def exercise(client: Client, workspace: Workspace) -> None:
     listed = await client.list_tools()
     names = {tool.name for tool in listed.tools}
     assert names == {"fs.read", "fs.write", "shell.exec"}
+    hints = {
+        t.name: (t.annotations.read_only_hint, t.annotations.destructive_hint)
+        for t in listed.tools
+        if t.annotations is not None
+    }
+    assert hints == {
+        "fs.read": (True, False),
+        "fs.write": (False, True),
+        "shell.exec": (False, True),
+    }
     read = await client.call_tool("fs.read", {"path": "file.txt"})
     assert not read.is_error
     assert text_of(read) == "one\ntwo\nthree\n"
@@ -98,7 +110,7 @@ async def test_streamable_http_server_under_the_callers_policy(
     await start_executor(policies(workspace))
     port = free_port()
     async with Bus(settings, Source("mcp", "pytest")) as bus:
-        app = build_server(bus, "agent").streamable_http_app(host="127.0.0.1")
+        app = http_app(bus, "agent", "127.0.0.1", "s3cret-token")
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         )
@@ -106,7 +118,19 @@ async def test_streamable_http_server_under_the_callers_policy(
         try:
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
                 await asyncio.sleep(0.02)
-            async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with httpx2.AsyncClient() as anonymous:
+                for headers in ({}, {"Authorization": "Bearer wrong"}):
+                    refused = await anonymous.post(url, json={}, headers=headers)
+                    assert refused.status_code == 401
+                    assert "Authorization: Bearer" in refused.text
+            authorized = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"})
+            async with (
+                authorized,
+                Client(
+                    streamable_http_client(url, http_client=authorized), mode="legacy"
+                ) as client,
+            ):
                 await exercise(client, workspace)
         finally:
             server.should_exit = True
@@ -189,3 +213,18 @@ async def test_an_imported_server_gets_no_credentials_of_the_executor(
     assert env.keys() <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "DOCS_API_TOKEN",
                           "LOGNAME", "SHELL", "TERM", "USER"}, sorted(env)  # fmt: skip
     assert env["HOME"] == env["TMPDIR"] != os.environ.get("HOME")
+
+
+def test_the_http_token_comes_from_the_environment_or_a_private_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTBUS_MCP_TOKEN", "chosen")
+    assert http_token(tmp_path) == ("chosen", None)
+
+    monkeypatch.delenv("AGENTBUS_MCP_TOKEN")
+    token, path = http_token(tmp_path)
+    assert path == tmp_path / "mcp-token"
+    assert path.read_text().strip() == token
+    assert len(token) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert http_token(tmp_path)[0] != token  # a new one at every start

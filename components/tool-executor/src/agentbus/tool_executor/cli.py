@@ -16,7 +16,15 @@ import typer
 from rich.table import Table
 
 from agentbus.framework import Bus, ConfigError, to_json
-from agentbus.framework.cli import console, options, parse_json, print_json, run, with_bus
+from agentbus.framework.cli import (
+    console,
+    err_console,
+    options,
+    parse_json,
+    print_json,
+    run,
+    with_bus,
+)
 from agentbus.interfaces.catalog.tools import (
     APPROVALS_DECIDE,
     APPROVALS_LIST,
@@ -107,14 +115,25 @@ def mcp(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8765,
 ) -> None:
     """Serve the caller's tools as an MCP server (stdio, or streamable HTTP on /mcp)."""
-    from agentbus.tool_executor.mcp_server import RELAY_COMPONENT, serve_http, serve_stdio
+    from agentbus.tool_executor.mcp_server import (
+        RELAY_COMPONENT,
+        http_token,
+        serve_http,
+        serve_stdio,
+    )
 
     settings = options(ctx).settings()
+    token, token_file = http_token(settings.data_dir) if http else ("", None)
+    if token_file is not None:
+        err_console.print(
+            f"MCP over HTTP on http://{host}:{port}/mcp: clients send Authorization: Bearer "
+            f"<the token in {token_file}> (or set AGENTBUS_MCP_TOKEN to choose it)"
+        )
 
     async def serve() -> None:
         async with Bus(settings, Source(RELAY_COMPONENT, new_id()[:8])) as bus:
             if http:
-                await serve_http(bus, caller, host, port)
+                await serve_http(bus, caller, host, port, token)
             else:
                 await serve_stdio(bus, caller)
 

@@ -10,12 +10,24 @@ A call that needs approval returns an error result naming the approval id and
 the idempotency key to retry with; tool errors return ``is_error`` results.
 
 * stdio: ``agentbus tools mcp --caller coder``
-* streamable HTTP: ``agentbus tools mcp --caller coder --http --port 8765``
+* streamable HTTP: ``agentbus tools mcp --caller coder --http --port 8765``; every HTTP
+  request must carry ``Authorization: Bearer <token>`` (:class:`BearerToken`): the token
+  is ``AGENTBUS_MCP_TOKEN``, or one made at start and written to ``<data dir>/mcp-token``
+  (mode 0600), never printed.
+
+Each tool carries MCP annotations from its risk: low risk is
+read-only, medium and high may change things (``destructiveHint``), ``http.*`` and
+imported tools reach the open world (:func:`tool_annotations`).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import mcp_types as types
@@ -29,10 +41,78 @@ from agentbus.interfaces.catalog.tools import (
     ApprovalRequired,
     ExecuteRequest,
     ListToolsRequest,
+    Risk,
 )
 
 RELAY_COMPONENT = "mcp"
 IDEMPOTENCY_ARGUMENT = "_idempotency_key"
+TOKEN_ENV = "AGENTBUS_MCP_TOKEN"  # noqa: S105 - the variable's name, not a token
+TOKEN_FILE = "mcp-token"  # noqa: S105 - a file name
+
+
+def tool_annotations(name: str, risk: str) -> types.ToolAnnotations:
+    """MCP's hints for a tool of ``risk``: clients decide from them what to confirm."""
+    read_only = risk == Risk.LOW
+    return types.ToolAnnotations(
+        title=name,
+        read_only_hint=read_only,
+        destructive_hint=not read_only,
+        open_world_hint=name.startswith(("http.", "mcp.")),
+    )
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+UNAUTHORIZED = (
+    b"send Authorization: Bearer <token> (AGENTBUS_MCP_TOKEN, or the token file "
+    b"`agentbus tools mcp --http` named when it started)"
+)
+
+
+class BearerToken:
+    """ASGI middleware: a request without ``Authorization: Bearer <token>`` gets 401."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"text/plain; charset=utf-8"),
+                            (b"www-authenticate", b"Bearer"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": UNAUTHORIZED})
+                return
+        await self.app(scope, receive, send)
+
+
+def http_token(data_dir: Path) -> tuple[str, Path | None]:
+    """The token HTTP clients must send: ``AGENTBUS_MCP_TOKEN``, else a new one written to
+    ``<data dir>/mcp-token`` (0600; its path is returned to be shown, the token never)."""
+    given = os.environ.get(TOKEN_ENV, "").strip()
+    if given:
+        return given, None
+    token = secrets.token_urlsafe(32)
+    path = data_dir / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        os.write(descriptor, token.encode() + b"\n")
+    finally:
+        os.close(descriptor)
+    return token, path
 
 
 def _text(text: str) -> list[types.ContentBlock]:
@@ -62,6 +142,7 @@ def build_server(bus: Bus, caller: str, *, timeout: float = 300.0) -> Server[Any
                     name=spec.name,
                     description=f"{spec.description}\n\n(risk: {spec.risk})",
                     input_schema=_with_key(dict(spec.input_schema)),
+                    annotations=tool_annotations(spec.name, spec.risk),
                 )
                 for spec in reply.tools
             ]
@@ -121,10 +202,15 @@ async def serve_stdio(bus: Bus, caller: str) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def serve_http(bus: Bus, caller: str, host: str, port: int) -> None:
+def http_app(bus: Bus, caller: str, host: str, token: str) -> ASGIApp:
+    """The streamable HTTP app (``/mcp``) behind :class:`BearerToken`."""
+    return BearerToken(build_server(bus, caller).streamable_http_app(host=host), token)
+
+
+async def serve_http(bus: Bus, caller: str, host: str, port: int, token: str) -> None:
     import uvicorn
 
-    server = build_server(bus, caller)
-    app = server.streamable_http_app(host=host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        http_app(bus, caller, host, token), host=host, port=port, log_level="warning"
+    )
     await uvicorn.Server(config).serve()

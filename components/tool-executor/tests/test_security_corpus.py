@@ -35,6 +35,7 @@ from agentbus.interfaces.catalog.tools import (
     DecideRequest,
     ExecuteRequest,
 )
+from agentbus.tool_executor.sandbox import sandbox
 
 Check = Callable[[Completed, Workspace], None]
 Setup = Callable[[Workspace, FakeWeb, FakeWeb], None]
@@ -54,6 +55,8 @@ class Case:
     caller: str = "agent"
     approve: bool = False
     """A high-risk call: a person approves it first (to test what it can do once run)."""
+    needs_sandbox: bool = False
+    """Holds only inside bubblewrap (a PID namespace): skipped, saying so, without one."""
 
 
 # -- setups --------------------------------------------------------------------------
@@ -336,16 +339,20 @@ def killed_quickly(result: Completed, ws: Workspace) -> None:
     assert result.duration_ms < 5000
 
 
+SLEEPER = "30.7"
+"""The runaway cases' children sleep this long: no other process on the machine does."""
+
+
 def children_dead(result: Completed, ws: Workspace) -> None:
-    pids = [int(p) for p in result.content.split()]
-    assert pids, result.content
+    """No child of the call is left (looked for by command line: in the sandbox's PID
+    namespace the pids the command printed are not the machine's)."""
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
+        alive = _sleepers()
         if not alive:
             return
         time.sleep(0.05)
-    raise AssertionError(f"processes {alive} outlived the call")
+    raise AssertionError(f"processes {alive} (sleep {SLEEPER}) outlived the call")
 
 
 def exited_and_children_dead(result: Completed, ws: Workspace) -> None:
@@ -354,13 +361,44 @@ def exited_and_children_dead(result: Completed, ws: Workspace) -> None:
     children_dead(result, ws)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        return stat.read().split(")")[-1].split()[0] != "Z"
+def _sleepers() -> list[int]:
+    """Running processes whose command line is ``sleep SLEEPER``."""
+    return _processes_running(b"sleep\0" + SLEEPER.encode() + b"\0")
+
+
+def _processes_running(command_line_part: bytes) -> list[int]:
+    """Running (not zombie) processes whose command line holds ``command_line_part``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if command_line_part not in cmdline.read():
+                    continue
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                if stat.read().split(")")[-1].split()[0] != "Z":
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def ended_and_executor_answers(result: Completed, ws: Workspace) -> None:
+    """The call ended (the bomb hit its process limit: "Cannot fork"; or, with no limit
+    that binds, the deadline) and no process of it is left; the next cases talk to the
+    same executor and machine."""
+    assert result.timed_out or "Cannot fork" in result.content
+    deadline = time.monotonic() + 3
+    while (left := _processes_running(b"bomb()")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes of the bomb outlived the call: {left}"
+
+
+def refused_the_allocation(result: Completed, ws: Workspace) -> None:
+    assert result.exit_code != 0
+    assert "allocated" not in result.content
+    assert "MemoryError" in result.content
 
 
 def hook_not_run(result: Completed, ws: Workspace) -> None:
@@ -799,7 +837,7 @@ CASES: list[Case] = [
         "fork-background",
         "runaway",
         "shell.exec",
-        {"argv": ["sh", "-c", "(sleep 30; touch {outside}/late) & echo $!"]},
+        {"argv": ["sh", "-c", f"(sleep {SLEEPER}; touch {{outside}}/late) & echo $!"]},
         "contained",
         check=exited_and_children_dead,
         policy=SH,
@@ -809,7 +847,10 @@ CASES: list[Case] = [
         "fork-many-timeout",
         "runaway",
         "shell.exec",
-        {"argv": ["sh", "-c", "for i in 1 2 3; do sleep 30 & echo $!; done; wait"], "timeout": 1},
+        {
+            "argv": ["sh", "-c", f"for i in 1 2 3; do sleep {SLEEPER} & echo $!; done; wait"],
+            "timeout": 1,
+        },
         "contained",
         check=children_dead,
         policy=SH,
@@ -819,7 +860,7 @@ CASES: list[Case] = [
         "setsid-escape",
         "runaway",
         "shell.exec",
-        {"argv": ["sh", "-c", "setsid sleep 30 & echo $!"]},
+        {"argv": ["sh", "-c", f"setsid sleep {SLEEPER} & echo $!"]},
         "contained",
         check=exited_and_children_dead,
         policy=SH,
@@ -829,7 +870,13 @@ CASES: list[Case] = [
         "double-fork-setsid",
         "runaway",
         "shell.exec",
-        {"argv": ["sh", "-c", "(setsid sh -c 'sleep 30; touch {outside}/late' & echo $!)"]},
+        {
+            "argv": [
+                "sh",
+                "-c",
+                f"(setsid sh -c 'sleep {SLEEPER}; touch {{outside}}/late' & echo $!)",
+            ]
+        },
         "contained",
         check=exited_and_children_dead,
         policy=SH,
@@ -873,6 +920,38 @@ CASES: list[Case] = [
             ("sort-o", ["sort", "-o{outside}/x", "file.txt"]),
             ("sort-o-dotdot", ["sort", "-o../outside/x", "file.txt"]),
         )
+    ),
+    # resource limits: contained and gone when the call ends (the sandbox, rlimits, cgroup)
+    Case(
+        "limit-fork-bomb",
+        "resource limits",
+        "shell.exec",
+        {"argv": ["sh", "-c", "bomb() { bomb | bomb & }; bomb; wait"], "timeout": 2},
+        "contained",
+        check=ended_and_executor_answers,
+        policy={**SH, "max_processes": 64},
+        approve=True,
+    ),
+    Case(
+        "limit-memory-hog",
+        "resource limits",
+        "shell.exec",
+        {"argv": ["python3", "-c", "b = bytearray(4 << 30); print('allocated')"]},
+        "contained",
+        check=refused_the_allocation,
+        policy={"commands": ["python3"], "shell": True, "max_memory_mb": 1024},
+        approve=True,
+    ),
+    Case(
+        "limit-setsid-env-i",
+        "resource limits",
+        "shell.exec",
+        {"argv": ["sh", "-c", f"setsid -f env -i sleep {SLEEPER}; echo started"]},
+        "contained",
+        check=exited_and_children_dead,
+        policy={**SH, "commands": ["sh"]},
+        approve=True,
+        needs_sandbox=True,
     ),
     # oversized arguments
     Case(
@@ -1132,6 +1211,8 @@ async def test_attack_is_refused_or_contained(
     bus_as: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if case.needs_sandbox and sandbox().bwrap is None:
+        pytest.skip(f"needs the bubblewrap sandbox: {sandbox().reason}")
     monkeypatch.setenv("AGENTBUS_TEST_SECRET", SECRET)
     monkeypatch.setenv("AGENTBUS_TEST_PASSED", "visible")
     for name, value in CREDENTIALS.items():

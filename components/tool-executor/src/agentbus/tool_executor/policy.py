@@ -16,6 +16,9 @@
     medium = "ask"                   # medium-risk calls: "run" or "ask"
     max_output = 65536               # bytes of output kept
     timeout = 30.0                   # seconds, the most a call may run
+    network = false                  # may processes use the network (in the sandbox)?
+    max_processes = 512              # processes one call may have at once
+    max_memory_mb = 2048             # address space of each process
     [policy.coder.risk]
     "git.commit" = "high"            # raise (never lower) a tool's risk
 
@@ -44,6 +47,7 @@ from agentbus.framework import ConfigError, load_toml
 from agentbus.interfaces.catalog.tools import Risk
 from agentbus.interfaces.validation import explain
 from agentbus.tool_executor.environment import bus_pattern, child_environment, credential_pattern
+from agentbus.tool_executor.sandbox import Confinement
 
 POLICY_ENV = "AGENTBUS_TOOLS_POLICY"
 DEFAULT_POLICY_FILE = "tools.toml"
@@ -74,6 +78,11 @@ class Policy(BaseModel):
     max_argument_bytes: int = Field(default=256 * 1024, gt=0)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     max_file_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    network: bool = Field(
+        default=False, description="May processes (shell.exec, python.test) use the network?"
+    )
+    max_processes: int = Field(default=512, gt=0, le=100_000, description="Per call.")
+    max_memory_mb: int = Field(default=2048, gt=0, description="Address space per process.")
 
     @field_validator("roots")
     @classmethod
@@ -107,6 +116,18 @@ class Policy(BaseModel):
             if fnmatch.fnmatchcase(name, pattern):
                 risk = higher(risk, raised)
         return risk
+
+    def confinement(self, *extra_writable: Path, python: bool = False) -> Confinement:
+        """The sandbox of this caller's processes: its roots (and ``extra_writable``)
+        writable, the rest of the system read-only or absent (``sandbox.py``); ``python``:
+        the executor's Python too (python.test)."""
+        return Confinement(
+            writable=(*self.roots, *extra_writable),
+            network=self.network,
+            processes=self.max_processes,
+            memory_bytes=self.max_memory_mb << 20,
+            python=python,
+        )
 
     def process_env(self) -> dict[str, str]:
         """The environment of a child process: PATH (``path``), the locale and the

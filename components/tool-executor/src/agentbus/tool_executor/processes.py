@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentbus.tool_executor.environment import with_scratch
+from agentbus.tool_executor.sandbox import Confinement, joined, limited, pids_group, sandbox
 
 RUN_MARKER = "AGENTBUS_TOOL_RUN"
 """The environment variable that marks every process of one run (value: the run's id)."""
@@ -115,17 +116,39 @@ async def _exited(process: asyncio.subprocess.Process) -> int:
 
 
 async def run_process(
-    argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float, max_output: int
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    max_output: int,
+    confine: Confinement | None,
 ) -> ProcessResult:
-    """Run ``argv`` (no shell) and return its output, exit code and whether it timed out."""
-    with tempfile.TemporaryDirectory(prefix="agentbus-run-", ignore_cleanup_errors=True) as tmp:
+    """Run ``argv`` (no shell) in the sandbox ``confine`` describes (``sandbox.py``) and
+    return its output, exit code and whether it timed out. ``None`` runs it as it is: only
+    for git's read-only look at a repository's layout and config, which must see the real
+    file system to refuse what points outside."""
+    with (
+        tempfile.TemporaryDirectory(prefix="agentbus-run-", ignore_cleanup_errors=True) as tmp,
+        pids_group(confine.processes if confine else 0) as group,
+    ):
+        wrapped = sandbox().wrap(argv, cwd, Path(tmp), confine) if confine else argv
         return await _run(
-            argv, cwd=cwd, env=with_scratch(env, tmp), timeout=timeout, limit=max_output
+            joined(limited(wrapped, confine), group) if confine else wrapped,
+            cwd=cwd,
+            env=with_scratch(env, tmp),
+            timeout=timeout,
+            limit=max_output,
         )
 
 
 async def _run(
-    argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float, limit: int
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    limit: int,
 ) -> ProcessResult:
     started = time.monotonic()
     run_id = uuid.uuid4().hex

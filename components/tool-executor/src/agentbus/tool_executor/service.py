@@ -14,6 +14,8 @@ This module is only the bus adapter: every decision is in
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,7 +43,10 @@ from agentbus.tool_executor.errors import ToolError
 from agentbus.tool_executor.ledger import RUNS_BUCKET, ExecutionLedger
 from agentbus.tool_executor.mcp_import import McpImports
 from agentbus.tool_executor.policy import PolicyFile, policy_path
+from agentbus.tool_executor.sandbox import sandbox
 from agentbus.tool_executor.tools import BUILTIN
+
+log = logging.getLogger("agentbus.tool_executor")
 
 
 def _service_error(exc: ToolError) -> ServiceError:
@@ -79,6 +84,15 @@ class ToolExecutor(Service):
         self._fixed_policies = policies
 
     async def initialize(self) -> None:
+        confined = await asyncio.to_thread(sandbox)  # probed once: a short bwrap run
+        if confined.bwrap is None:
+            log.warning(
+                "tool processes run with resource limits only, not in a sandbox: %s; they "
+                "see the whole file system this user may read (install bubblewrap)",
+                confined.reason,
+            )
+        else:
+            log.info("tool processes run in a sandbox: %s", confined.reason)
         approvals = await ApprovalStore.open(self.bus.js)
         ledger = await ExecutionLedger.open(self.bus.js)
         policies = self._fixed_policies

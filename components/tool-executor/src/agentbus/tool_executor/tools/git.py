@@ -75,12 +75,13 @@ async def _repo(path: str, ctx: ToolContext) -> Path:
         raise ToolFailed(f"{folder} is not a folder", code=ErrorCode.NOT_FOUND)
     layout = ("--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
     try:
-        found = (await _git(folder, ctx, "rev-parse", *layout)).output.splitlines()
+        shown = await _git(folder, ctx, "rev-parse", *layout, sandboxed=False)
     except ToolFailed as exc:
         raise ToolFailed(
             f"{folder} is not the top of a git repository ({exc.message})",
             code=ErrorCode.NOT_FOUND,
         ) from None
+    found = shown.output.splitlines()
     if len(found) != 3:
         raise ToolFailed(f"{folder} is a bare repository or not one git understands")
     top, _git_dir, _common_dir = (paths.resolve(p, ctx.roots) for p in found)  # or Refused
@@ -89,7 +90,8 @@ async def _repo(path: str, ctx: ToolContext) -> Path:
             f"{folder} is not the top of a git repository (its top is {top})",
             code=ErrorCode.NOT_FOUND,
         )
-    listed = await _git(top, ctx, "config", "--list", "--show-scope", "--includes", "-z")
+    config_list = ("config", "--list", "--show-scope", "--includes", "-z")
+    listed = await _git(top, ctx, *config_list, sandboxed=False)
     if listed.truncated:  # what was cut off could be a driver
         raise Refused(
             f"the repository's config is larger than this caller's max_output "
@@ -108,10 +110,15 @@ async def _repo(path: str, ctx: ToolContext) -> Path:
 
 
 async def _git(
-    root: Path, ctx: ToolContext, *args: str, extra: dict[str, str] | None = None
+    root: Path,
+    ctx: ToolContext,
+    *args: str,
+    extra: dict[str, str] | None = None,
+    sandboxed: bool = True,
 ) -> ProcessResult:
-    """``git <args>`` in ``root`` with :func:`safe_env`; only after :func:`_repo` checked
-    ``root``, except the read-only commands that check it."""
+    """``git <args>`` in ``root`` with :func:`safe_env`, in the sandbox; only after
+    :func:`_repo` checked ``root``, except the read-only commands that check it (outside the
+    sandbox: ``sandboxed=False``, so that they see where the repository really points)."""
     executable = shutil.which("git", path=ctx.policy.path)
     if executable is None:
         raise ToolFailed(f"git is not installed on the policy's path {ctx.policy.path}")
@@ -121,6 +128,7 @@ async def _git(
         env=safe_env(ctx) | (extra or {}),
         timeout=ctx.timeout(None),
         max_output=ctx.policy.max_output,
+        confine=ctx.policy.confinement() if sandboxed else None,
     )
     if result.timed_out:
         raise ToolFailed(

@@ -69,6 +69,7 @@ async def run_tests(args: TestArgs, ctx: ToolContext) -> ToolOutcome:
             env=env,
             timeout=ctx.timeout(args.timeout),
             max_output=ctx.policy.max_output,
+            confine=ctx.policy.confinement(Path(tmp), python=True),
         )
         lines = report.read_text(encoding="utf-8").splitlines() if report.exists() else []
     tests = [json.loads(line) for line in lines]

@@ -142,6 +142,7 @@ async def exec_(args: ExecArgs, ctx: ToolContext) -> ToolOutcome:
         env=ctx.policy.process_env(),
         timeout=ctx.timeout(args.timeout),
         max_output=ctx.policy.max_output,
+        confine=ctx.policy.confinement(),
     )
     return ToolOutcome(
         result.output,

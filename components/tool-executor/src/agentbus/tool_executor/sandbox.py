@@ -1,0 +1,163 @@
+"""The sandbox of every process the executor starts (shell.exec, git, python.test).
+
+With bubblewrap (``bwrap``, Debian's ``bubblewrap``) a process gets its own mount view
+in which only the system's programs and libraries (read-only), the caller's roots and
+the run's scratch folder exist; no network unless the policy allows it; its own PID
+namespace, so every descendant (also one that left with ``setsid -f``) dies with the
+call; a fresh ``/proc`` (the executor's environment is not there to read). Resource
+limits apply in any case (through ``prlimit``): address space (memory), processes
+(``RLIMIT_NPROC``, which root ignores, so also a per-call ``pids`` cgroup where the v1
+hierarchy is writable) and no core files.
+
+Without a working ``bwrap`` (not installed, or user namespaces refused, as in a default
+Docker container) processes run with the limits only, confined by the path checks and
+the process-group kill; :func:`sandbox` says which, and the service logs it at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+log = logging.getLogger("agentbus.tool_executor.sandbox")
+
+SYSTEM_READ_ONLY = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/etc/resolv.conf",
+    "/etc/hosts", "/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime",
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/gitattributes",
+)  # fmt: skip
+"""What every sandboxed process sees read-only (missing ones are skipped); never ``/etc``
+as a whole (service env files with keys live there), ``/home``, ``/root`` or ``/proc``."""
+PIDS_HIERARCHY = Path("/sys/fs/cgroup/pids")
+
+
+@dataclass(frozen=True, slots=True)
+class Confinement:
+    """What one process may touch: ``writable`` folders (the caller's roots), whether it
+    may use the network, and its limits."""
+
+    writable: tuple[Path, ...]
+    network: bool = False
+    processes: int = 512
+    memory_bytes: int = 2 << 30
+    python: bool = False
+    """Also the executor's Python and its import path, read-only (python.test)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """How processes are confined here: ``bubblewrap``, or ``limits only`` and why."""
+
+    bwrap: str | None
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return "bubblewrap" if self.bwrap else "limits only"
+
+    def wrap(
+        self, argv: Sequence[str], cwd: Path, scratch: Path, confine: Confinement
+    ) -> list[str]:
+        """``argv`` inside bubblewrap (as it is without one)."""
+        if self.bwrap is None:
+            return list(argv)
+        wrapped = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
+        if confine.network:
+            wrapped.append("--share-net")
+        wrapped += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs
+        for path in (*SYSTEM_READ_ONLY, *(_python() if confine.python else ())):
+            wrapped += ["--ro-bind-try", path, path]
+        for folder in (*confine.writable, scratch):
+            wrapped += ["--bind", str(folder), str(folder)]
+        return [*wrapped, "--chdir", str(cwd), "--", *argv]
+
+
+@cache
+def _python() -> tuple[str, ...]:
+    """The Python that python.test runs: its venv, its base and the folders on its import
+    path (an editable install's sources hold the report plugin)."""
+    pythons = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(sys.executable).parent)}
+    pythons |= {entry for entry in sys.path if entry and os.path.isdir(entry)}
+    pythons |= {os.path.realpath(p) for p in pythons}
+    return tuple(sorted(pythons))
+
+
+@cache
+def sandbox() -> Sandbox:
+    """Detected once: bubblewrap when it is installed and can make its namespaces here."""
+    if os.environ.get("AGENTBUS_TOOLS_SANDBOX", "").lower() == "off":
+        return Sandbox(None, "AGENTBUS_TOOLS_SANDBOX=off")
+    found = shutil.which("bwrap")
+    if found is None:
+        return Sandbox(None, "bwrap is not installed (Debian: apt-get install bubblewrap)")
+    probe = [found, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Sandbox(None, f"bwrap does not run: {exc}")
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip() or f"exit code {done.returncode}"
+        return Sandbox(None, f"bwrap cannot make its namespaces here ({why})")
+    return Sandbox(found, f"bubblewrap ({found})")
+
+
+@contextlib.contextmanager
+def pids_group(limit: int) -> Iterator[Path | None]:
+    """A cgroup (v1 ``pids``) allowing ``limit`` processes for one call, where this process
+    may make one; removed afterwards (its processes are dead by then). ``limit`` 0: none."""
+    group = PIDS_HIERARCHY / "agentbus-tools" / uuid.uuid4().hex
+    if limit <= 0:
+        yield None
+        return
+    try:
+        group.mkdir(parents=True)
+        (group / "pids.max").write_text(str(limit))
+    except OSError:
+        yield None
+        return
+    try:
+        yield group
+    finally:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def limited(argv: Sequence[str], confine: Confinement) -> list[str]:
+    """``argv`` under its resource limits, through util-linux's ``prlimit``: an exec rather
+    than a ``preexec_fn``, which would make every spawn a full fork of the executor."""
+    prlimit = _prlimit()
+    if prlimit is None:
+        return list(argv)
+    memory, processes = confine.memory_bytes, confine.processes
+    return [prlimit, f"--as={memory}", f"--nproc={processes}", "--core=0", "--", *argv]
+
+
+@cache
+def _prlimit() -> str | None:
+    found = shutil.which("prlimit")
+    if found is None:
+        log.warning("prlimit (util-linux) is not installed: tool processes have no rlimits")
+    return found
+
+
+def joined(argv: Sequence[str], group: Path | None) -> list[str]:
+    """``argv`` started by a ``/bin/sh`` that first moves itself into the call's cgroup, so
+    every process the command ever makes is in it (joining from the parent after the start
+    loses the race with the sandbox's first clone)."""
+    if group is None:
+        return list(argv)
+    join = 'echo $$ > "$0" && exec "$@"'
+    return ["/bin/sh", "-c", join, str(group / "cgroup.procs"), *argv]
+
+
+__all__ = ["Confinement", "Sandbox", "joined", "limited", "pids_group", "sandbox"]

@@ -103,8 +103,7 @@ GIT_FOLDER = ".git"
 
 def refuse_git_internals(path: Path, roots: Sequence[Path]) -> None:
     """:class:`Refused` when the resolved ``path`` is, or lies in, a ``.git`` of the roots."""
-    root = next((r for r in roots if path == r or path.is_relative_to(r)), None)
-    parts = path.relative_to(root).parts if root is not None else path.parts
+    parts = next((path.relative_to(r).parts for r in roots if path.is_relative_to(r)), path.parts)
     if any(part.casefold() == GIT_FOLDER for part in parts):
         raise Refused(
             f"{path} is inside a repository's {GIT_FOLDER}: its config and hooks decide what git "

@@ -61,10 +61,6 @@ class Sandbox:
     bwrap: str | None
     reason: str
 
-    @property
-    def kind(self) -> str:
-        return "bubblewrap" if self.bwrap else "limits only"
-
     def wrap(
         self, argv: Sequence[str], cwd: Path, scratch: Path, confine: Confinement
     ) -> list[str]:

@@ -264,9 +264,8 @@ class DockerBackend(Backend):
     def _seed(self, component: str) -> bytes | None:
         """The component's own key, when the cluster gave it one (``read_seed`` refuses a
         seed file others may read)."""
-        if self._keys is None or not self._keys.seed_file(component).is_file():
-            return None
-        return read_seed(self._keys.seed_file(component))
+        seed_file = self._keys.seed_file(component) if self._keys is not None else None
+        return read_seed(seed_file) if seed_file is not None and seed_file.is_file() else None
 
     def check_runtime(self, runtime: Mapping[str, Any], *, component: str) -> None:
         self._containers(runtime, component)

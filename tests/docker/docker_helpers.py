@@ -221,7 +221,29 @@ class Cluster:
                 return states
             return None
 
-        return wait_for(ready, timeout, f"{expected} healthy containers", every=2)
+        try:
+            return wait_for(ready, timeout, f"{expected} healthy containers", every=2)
+        except pytest.fail.Exception:
+            pytest.fail(
+                f"{expected} healthy containers not reached in {timeout:.0f} s:\n"
+                + self.unhealthy_report()
+            )
+
+    def unhealthy_report(self) -> str:
+        """Each container not healthy, its state and its last health check's output."""
+        lines = []
+        for c in self.containers():
+            health = c["State"].get("Health") or {}
+            status = health.get("Status", "none")
+            if status in {"healthy", "none"}:
+                continue
+            last = (health.get("Log") or [{}])[-1]
+            output = str(last.get("Output", "")).strip()[-400:]
+            lines.append(
+                f"  {c['Name'].lstrip('/')}: {status} (state {c['State'].get('Status')}, "
+                f"last check exit {last.get('ExitCode')}): {output}"
+            )
+        return "\n".join(lines) or "  (every container healthy now; it took longer than that)"
 
     def agentbus(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """The host's ``agentbus`` CLI against this cluster's NATS, as its operator."""

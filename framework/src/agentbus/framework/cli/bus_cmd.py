@@ -22,7 +22,6 @@ from agentbus.framework.cli.common import (
     options,
     parse_json,
     print_json,
-    print_json_lines,
     run,
     with_bus,
 )
@@ -193,7 +192,9 @@ def tail(
 def deadletters_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="Show at most this many, newest last.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON array ([] when there are none).")
+    ] = False,
 ) -> None:
     """List dead-lettered events with the service, reason and error."""
 
@@ -202,8 +203,10 @@ def deadletters_list(
             info = await bus.js.stream_info(DEAD_LETTER.name)
         except NotFoundError:
             return []
+        if not info.state.messages or limit <= 0:
+            return []  # never used, or purged: there is no message 0 to ask for
         rows = []
-        first = max(info.state.first_seq, info.state.last_seq - limit + 1)
+        first = max(info.state.first_seq, info.state.last_seq - limit + 1, 1)
         for seq in range(first, info.state.last_seq + 1):
             try:
                 msg = await bus.js.get_msg(DEAD_LETTER.name, seq)
@@ -225,7 +228,7 @@ def deadletters_list(
 
     rows = run(with_bus(options(ctx), work))
     if as_json:
-        print_json_lines(rows)
+        console.print(json.dumps(rows), markup=False, soft_wrap=True)
         return
     if not rows:
         console.print("no dead letters")

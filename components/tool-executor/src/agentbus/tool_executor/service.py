@@ -102,6 +102,16 @@ class ToolExecutor(Service):
             path = policy_path()
             await self.watch_file(path, lambda: self.engine.reload(path))
             policies = PolicyFile.load()
+            if not path.exists():
+                log.warning(
+                    "no policy file (%s does not exist): every caller may use nothing. Give "
+                    "the executor one: copy components/tool-executor/tools.example.toml to "
+                    "%s, or set AGENTBUS_TOOLS_POLICY to its path; a file created at %s "
+                    "later is read while the executor runs",
+                    path,
+                    path.resolve(),
+                    path,
+                )
         self.engine = Engine(BUILTIN, policies, self.bus, approvals, ledger)
         self.imports = McpImports(policies.mcp_servers)
         for imported in await self.imports.start():

@@ -138,6 +138,19 @@ class EmbeddedNats:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def log_path(self) -> Path:
+        """The server's own log (appended across restarts)."""
+        return self.data_dir / "nats-server.log"
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status of a server that died on its own (not by :meth:`stop`), or None
+        while it runs or after a stop."""
+        if self._process is None:
+            return None
+        return self._process.poll()
+
+    @property
     def url(self) -> str:
         return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
@@ -160,7 +173,8 @@ class EmbeddedNats:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.data_dir / "nats-server.log"
+        log_path = self.log_path
+        log_start = log_path.stat().st_size if log_path.exists() else 0
         argv = [
             str(nats_server_binary()),
             "--jetstream",
@@ -183,12 +197,14 @@ class EmbeddedNats:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self._wait_ready(timeout, log_path)
+        self._wait_ready(timeout, log_path, log_start)
         if self.write_url_file:
             (self.data_dir / URL_FILE).write_text(self.url + "\n", encoding="utf-8")
         return self
 
-    def _wait_ready(self, timeout: float, log_path: Path) -> None:
+    def _wait_ready(self, timeout: float, log_path: Path, log_start: int) -> None:
+        """Until the server accepts clients and has said it is ready (JetStream's store,
+        which a restart recovers, is read before that line)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
@@ -198,7 +214,7 @@ class EmbeddedNats:
                 contextlib.suppress(OSError),
                 socket.create_connection((self.host, self.port), timeout=0.2) as sock,
             ):
-                if sock.recv(4).startswith(b"INFO"):
+                if sock.recv(4).startswith(b"INFO") and _said_ready(log_path, log_start):
                     return
             time.sleep(0.02)
         self.stop()
@@ -252,6 +268,16 @@ def discovered_url(data_dir: Path) -> str | None:
         url = path.read_text(encoding="utf-8").strip()
         return url or None
     return None
+
+
+def _said_ready(log_path: Path, since: int) -> bool:
+    """Whether the log, from byte ``since`` on, has nats-server's "Server is ready"."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(since)
+            return b"Server is ready" in log.read()
+    except OSError:
+        return False
 
 
 def _tail(path: Path, lines: int = 5) -> str:

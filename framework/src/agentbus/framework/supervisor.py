@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentbus.framework.auth.store import AuthFolder, Identity
 from agentbus.framework.config import load_toml, redact_url
 from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
-from agentbus.framework.errors import ConfigError
+from agentbus.framework.errors import ConfigError, EmbeddedNatsError
 from agentbus.interfaces.validation import explain
 
 
@@ -181,6 +181,9 @@ class Supervisor:
     nats: EmbeddedNats | None = None
     url: str = ""
     _stopping: bool = False
+    _nats_restarts: int = 0
+    _nats_next_start: float = 0.0
+    _nats_started_at: float = 0.0
 
     @property
     def auth(self) -> AuthFolder:
@@ -203,6 +206,7 @@ class Supervisor:
                 auth=self.auth.server_config if self.identities is not None else None,
             ).start()
             self.url = self.nats.url
+            self._nats_started_at = time.monotonic()
             admits = "only the cluster's identities" if self.nats.auth else "anyone"
             self.log(
                 f"embedded nats-server with JetStream on {self.url} (data in {self.data_dir}; "
@@ -246,8 +250,9 @@ class Supervisor:
         self.log(f"started {replica.instance} (pid {replica.process.pid})")
 
     def poll(self) -> None:
-        """Restart replicas that exited; call periodically."""
+        """Restart replicas that exited, and the embedded nats-server; call periodically."""
         now = time.monotonic()
+        self._watch_nats(now)
         for replica in self.replicas:
             process = replica.process
             if process is not None and process.poll() is not None:
@@ -261,6 +266,37 @@ class Supervisor:
                 self.log(f"{replica.instance} exited with code {code}; restarting in {delay:.0f}s")
             elif process is None and not self._stopping and now >= replica.next_start:
                 self._spawn(replica)
+
+    def _watch_nats(self, now: float) -> None:
+        """The embedded server is a child like any other: when it dies it is started again
+        on the same port and JetStream store (same URL: services reconnect by themselves),
+        with the replicas' backoff; each step is logged."""
+        nats = self.nats
+        if nats is None or self._stopping:
+            return
+        code = nats.exit_code
+        if code is not None:
+            if now - self._nats_started_at > 60:
+                self._nats_restarts = 0
+            delay = min(30.0, 0.5 * 2.0**self._nats_restarts)
+            self._nats_restarts += 1
+            self._nats_next_start = now + delay
+            nats.stop()  # forget the dead process (nothing to signal)
+            self.log(
+                f"nats-server exited with code {code} (log: {nats.log_path}); restarting it "
+                f"on {self.url} in {delay:.1f}s, services reconnect"
+            )
+        elif not nats.running and now >= self._nats_next_start:
+            try:
+                nats.start()
+            except EmbeddedNatsError as exc:
+                delay = min(30.0, 0.5 * 2.0**self._nats_restarts)
+                self._nats_restarts += 1
+                self._nats_next_start = now + delay
+                self.log(f"nats-server did not start again: {exc}; next try in {delay:.1f}s")
+                return
+            self._nats_started_at = now
+            self.log(f"nats-server is back on {self.url} with its JetStream store")
 
     def request_stop(self) -> None:
         self._stopping = True

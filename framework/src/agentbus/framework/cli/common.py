@@ -39,9 +39,23 @@ class Options:
         values: dict[str, Any] = {}
         if self.nats_url:
             values["nats_url"] = self.nats_url
-        if self.data_dir:
-            values["data_dir"] = self.data_dir
+        data_dir = self.data_dir or project_data_dir(Path.cwd())
+        if data_dir:
+            values["data_dir"] = data_dir
         return Settings.load(**values, **overrides)
+
+
+DATA_DIR_NAME = ".agentbus"
+
+
+def project_data_dir(start: Path) -> Path | None:
+    """The ``.agentbus`` folder of the project ``start`` is in: that of the nearest folder,
+    ``start`` or above, holding ``.agentbus/`` or ``agentbus.toml`` (so the CLI finds
+    ``nats.url`` and the keys from any sub-folder); None outside any project."""
+    for folder in (start, *start.parents):
+        if (folder / DATA_DIR_NAME).is_dir() or (folder / "agentbus.toml").is_file():
+            return folder / DATA_DIR_NAME
+    return None
 
 
 def options(ctx: typer.Context) -> Options:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from agentbus.framework.bus import Bus
@@ -28,9 +29,13 @@ def _uptime(started: str | None) -> str:
 def status(
     ctx: typer.Context,
     wait: Annotated[float, typer.Option(help="Seconds to wait for replies.")] = 0.5,
+    endpoints: Annotated[
+        bool, typer.Option("--endpoints", help="List every instance's endpoint subjects too.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List running services: name, version, instance, endpoints, request and error counts."""
+    """List running services: name, version, instance, request and error counts, uptime;
+    --endpoints lists their subjects too. Long values fold onto more lines, none is cut."""
 
     async def work(bus: Bus) -> list[dict[str, Any]]:
         return await services(bus, wait)
@@ -42,17 +47,41 @@ def status(
     if not found:
         console.print("no services answered $SRV.INFO (is `agentbus up` running?)")
         raise typer.Exit(1)
-    table = Table("service", "version", "instance", "endpoints", "requests", "errors", "up")
+    console.print(_instances(found))
+    if endpoints:
+        console.print(_endpoints(found))
+
+
+def _table() -> Table:
+    """Columns two spaces apart, no outer border: room for the values at 80 columns."""
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+
+
+def _instances(found: list[dict[str, Any]]) -> Table:
+    table = _table()
+    for header in ("service", "version", "instance"):
+        table.add_column(header, overflow="fold")
+    for header in ("requests", "errors", "up"):
+        table.add_column(header, justify="right", overflow="fold")
     for info in found:
         stats = info.get("stats") or {}
-        endpoints = stats.get("endpoints") or []
+        counts = stats.get("endpoints") or []
         table.add_row(
-            info.get("name", "?"),
-            info.get("version", "?"),
-            info.get("id", "?"),
-            "\n".join(e.get("subject", "") for e in info.get("endpoints") or []) or "-",
-            str(sum(e.get("num_requests", 0) for e in endpoints)),
-            str(sum(e.get("num_errors", 0) for e in endpoints)),
+            str(info.get("name", "?")),
+            str(info.get("version", "?")),
+            str(info.get("id", "?")),
+            str(sum(e.get("num_requests", 0) for e in counts)),
+            str(sum(e.get("num_errors", 0) for e in counts)),
             _uptime(stats.get("started")),
         )
-    console.print(table)
+    return table
+
+
+def _endpoints(found: list[dict[str, Any]]) -> Table:
+    table = _table()
+    table.add_column("instance", overflow="fold")
+    table.add_column("endpoint subjects", overflow="fold")
+    for info in found:
+        subjects = [str(e.get("subject", "")) for e in info.get("endpoints") or []]
+        table.add_row(str(info.get("id", "?")), "\n".join(subjects) or "-")
+    return table

@@ -7,15 +7,28 @@
     one runs it; later retries replay the stored result (``replayed=true``), or
     the stored error, and a retry while it still runs is a ``conflict``.
 
+A claim names its owner (the executor instance) and holds a lease
+(:data:`LEASE_SECONDS`, wall clock, renewed every :data:`RENEW_EVERY` while the
+tool runs). An executor that dies mid-call stops renewing: the next retry of
+the key takes the claim over (compare-and-set on the entry's revision, so of
+two retries one wins) and runs the tool again. So a tool whose executor dies
+mid-call may run twice, never zero times, and a key is never stuck "running".
+The outcome is stored with retries through a short bus outage.
+
 Not to be confused with the workflow runner's run store: this ledger only
 remembers tool executions that carried an idempotency key.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -28,6 +41,13 @@ from agentbus.tool_executor.approvals import hashed_key
 from agentbus.tool_executor.errors import ToolError, ToolFailed
 
 RUNS_BUCKET = "agentbus_tool_runs"
+LEASE_SECONDS = 15.0
+"""How long a claim holds without renewal: a retry after that takes it over."""
+RENEW_EVERY = 5.0
+FINISH_PATIENCE = 30.0
+"""How long storing an outcome is retried through a bus outage."""
+
+log = logging.getLogger(__name__)
 
 
 class ExecutionRecord(BaseModel):
@@ -39,37 +59,109 @@ class ExecutionRecord(BaseModel):
     arguments_digest: str
     result: Completed | None = None
     error: dict[str, JsonValue] | None = None
+    owner: str | None = None
+    """The executor instance running it (``running`` only)."""
+    lease_until: float | None = None
+    """Wall-clock time after which a retry may take a ``running`` claim over."""
+
+    def lapsed(self, now: float) -> bool:
+        return self.state == "running" and (self.lease_until or 0.0) < now
 
 
 class ExecutionLedger:
     """Run-once bookkeeping keyed by caller and idempotency key."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, owner: str = "", *, lease: float = LEASE_SECONDS) -> None:
         self.kv = kv
+        self.owner = owner
+        self.lease = lease
+        self._revisions: dict[str, int] = {}
+        """The revision of each claim this ledger holds, for renewals by compare-and-set."""
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> ExecutionLedger:
-        return cls(await key_value(js, RUNS_BUCKET))
+    async def open(cls, js: JetStreamContext, owner: str = "") -> ExecutionLedger:
+        return cls(await key_value(js, RUNS_BUCKET), owner)
 
     @staticmethod
     def key(caller: str, idempotency_key: str) -> str:
         return hashed_key("run", caller, idempotency_key)
 
+    def _running(self, arguments_digest: str) -> bytes:
+        record = ExecutionRecord(
+            state="running",
+            arguments_digest=arguments_digest,
+            owner=self.owner,
+            lease_until=time.time() + self.lease,
+        )
+        return record.model_dump_json().encode()
+
     async def claim(self, key: str, arguments_digest: str) -> ExecutionRecord | None:
-        """``None`` when this caller now owns the execution; else the existing record."""
-        record = ExecutionRecord(state="running", arguments_digest=arguments_digest)
-        try:
-            await self.kv.create(key, record.model_dump_json().encode())
-        except KeyWrongLastSequenceError:
+        """``None`` when this caller now owns the execution; else the existing record.
+
+        A ``running`` record whose lease lapsed (its executor died) is taken over when its
+        arguments match; of two retries racing for it, the compare-and-set lets one win."""
+        for _ in range(8):
+            try:
+                self._revisions[key] = await self.kv.create(key, self._running(arguments_digest))
+                return None
+            except KeyWrongLastSequenceError:
+                pass
             try:
                 entry = await self.kv.get(key)
             except KeyNotFoundError:
-                return await self.claim(key, arguments_digest)
-            return ExecutionRecord.model_validate_json(entry.value or b"{}")
-        return None
+                continue  # deleted meanwhile: create again
+            existing = ExecutionRecord.model_validate_json(entry.value or b"{}")
+            if existing.arguments_digest != arguments_digest or not existing.lapsed(time.time()):
+                return existing
+            try:
+                self._revisions[key] = await self.kv.update(
+                    key, self._running(arguments_digest), last=entry.revision
+                )
+            except KeyWrongLastSequenceError:
+                continue  # another retry took it (or its owner renewed): look again
+            log.warning(
+                "took over the tool call of %s: its owner %s stopped renewing its lease; the "
+                "tool runs again",
+                key,
+                existing.owner or "(unknown)",
+            )
+            return None
+        raise ToolFailed(
+            "the idempotency key's record kept changing under this call; retry",
+            code=ErrorCode.CONFLICT,
+        )
+
+    async def _renew(self, key: str, arguments_digest: str) -> None:
+        """Hold the lease while the tool runs (every :data:`RENEW_EVERY` s, or a third of a
+        shorter lease), by compare-and-set: a claim another executor took over (this one
+        was cut off longer than the lease) is left to it. A failed renewal is tried again
+        at the next tick."""
+        every = min(RENEW_EVERY, self.lease / 3)
+        while key in self._revisions:
+            await asyncio.sleep(every)
+            try:
+                self._revisions[key] = await self.kv.update(
+                    key, self._running(arguments_digest), last=self._revisions[key]
+                )
+            except KeyWrongLastSequenceError:
+                log.warning("the claim of %s was taken over: this run's outcome still lands", key)
+                return
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("could not renew the lease of %s: %s", key, exc)
 
     async def finish(self, key: str, record: ExecutionRecord) -> None:
-        await self.kv.put(key, record.model_dump_json().encode())
+        """Store the outcome, retried through a bus outage of up to :data:`FINISH_PATIENCE`."""
+        deadline = time.monotonic() + FINISH_PATIENCE
+        delay = 0.25
+        while True:
+            try:
+                await self.kv.put(key, record.model_dump_json().encode())
+                return
+            except (TimeoutError, nats.errors.Error):
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
 
     async def run_once(
         self,
@@ -83,8 +175,15 @@ class ExecutionLedger:
         existing = await self.claim(key, arguments_digest)
         if existing is not None:
             return replay(existing, idempotency_key, arguments_digest)
+        renewing = asyncio.ensure_future(self._renew(key, arguments_digest))
         try:
-            result = await run()
+            try:
+                result = await run()
+            finally:  # no renewal may land after the outcome
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+                self._revisions.pop(key, None)
         except ToolError as exc:
             error: dict[str, JsonValue] = {"code": str(exc.code), "message": exc.message}
             await self.finish(key, self._done(arguments_digest, error=error))
@@ -120,7 +219,9 @@ def replay(existing: ExecutionRecord, idempotency_key: str, arguments_digest: st
         )
     if existing.state == "running":
         raise ToolFailed(
-            f"the call with idempotency key {idempotency_key!r} is still running; retry later",
+            f"the call with idempotency key {idempotency_key!r} is still running (its executor "
+            f"renews a {LEASE_SECONDS:.0f} s lease; if it died, a retry after that runs it "
+            "again); retry later",
             code=ErrorCode.CONFLICT,
         )
     if existing.error is not None:

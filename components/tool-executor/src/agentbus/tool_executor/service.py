@@ -94,7 +94,7 @@ class ToolExecutor(Service):
         else:
             log.info("tool processes run in a sandbox: %s", confined.reason)
         approvals = await ApprovalStore.open(self.bus.js)
-        ledger = await ExecutionLedger.open(self.bus.js)
+        ledger = await ExecutionLedger.open(self.bus.js, owner=self.instance)
         policies = self._fixed_policies
         if policies is None:
             # Watched before it is read, with no await in between until the engine exists:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Self, TypeVar
 
@@ -41,7 +43,8 @@ from agentbus.framework.errors import (
 )
 from agentbus.framework.nats_guard import guard_nats_client
 from agentbus.framework.security import reason, security_for, speaks_tls, tls_advice, tls_context
-from agentbus.framework.wire import error_from, to_json
+from agentbus.framework.wire import TIMEOUT_HEADER, error_from, timeout_header, to_json
+from agentbus.interfaces.error_reply import ErrorCode
 from agentbus.interfaces.message import BusMessage, Interface, InterfaceKind
 from agentbus.interfaces.metadata import Metadata, Source, root_headers
 from agentbus.interfaces.subjects import as_caller, event_subject, subject_for
@@ -49,6 +52,10 @@ from agentbus.interfaces.subjects import as_caller, event_subject, subject_for
 log = logging.getLogger("agentbus.bus")
 
 ReplyT = TypeVar("ReplyT", bound=BusMessage)
+
+MIN_WAIT = 0.001
+CLOSE_TIMEOUT = 2.0
+"""Seconds ``close()`` waits for the connection to drain before closing it as it is."""
 
 
 def resolve_nats_url(settings: Settings) -> str | None:
@@ -220,10 +227,26 @@ class Bus:
             if not tasks:
                 self._waiting.pop(key, None)
 
-    async def close(self) -> None:
-        if self._connected:
-            self._connected = False
-            await self.broker.stop()
+    async def close(self, *, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Drain and disconnect; never raises. A connection that cannot drain within
+        ``timeout`` (NATS unreachable, reconnecting) is closed as it is."""
+        if not self._connected:
+            return
+        self._connected = False
+        client: Client | None = self.broker._connection
+        try:
+            await asyncio.wait_for(self.broker.stop(), timeout)
+        except Exception as exc:  # ConnectionReconnectingError, TimeoutError, ...
+            log.info(
+                "NATS connection %s closed without draining (%s)",
+                self._source_text,
+                type(exc).__name__,
+            )
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), timeout)
+            self.broker._connection = None  # as broker.stop() leaves it: a later connect()
+            self.broker.config.disconnect()  # makes a new connection
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -258,7 +281,11 @@ class Bus:
         timeout: float | None = None,
         cause: Metadata | None = None,
     ) -> ReplyT:
-        """Send a request and return the validated reply; raise :class:`RemoteError` on errors."""
+        """Send a request and return the validated reply; raise :class:`RemoteError` on errors.
+
+        The request carries ``timeout`` (the time left) as its deadline; a service that
+        answers ``overloaded`` with a ``retry_after`` is asked again after that many seconds
+        ±50% (jitter), as long as the timeout allows, then its error is raised."""
         if interface.kind is not InterfaceKind.REQUEST or interface.reply is None:
             raise BusError(f"{interface.key} is a {interface.kind} interface, not a request")
         self._check_declared(interface)
@@ -266,16 +293,24 @@ class Bus:
             headers = root_headers(self._source_text, f"{interface.name}@{interface.version}")
         else:
             headers = self.metadata(interface, cause).to_headers()
-        msg = await self.request_raw(
-            as_caller(subject_for(interface), self.identity),
-            to_json(message),
-            headers=headers,
-            timeout=timeout,
-            what=interface.key,
-        )
-        error = error_from(msg)
-        if error is not None:
-            raise RemoteError(error)
+        subject = as_caller(subject_for(interface), self.identity)
+        data = to_json(message)
+        give_up = time.monotonic() + (timeout or self.settings.request_timeout)
+        while True:
+            left = max(give_up - time.monotonic(), MIN_WAIT)
+            headers[TIMEOUT_HEADER] = timeout_header(left)
+            msg = await self.request_raw(
+                subject, data, headers=headers, timeout=left, what=interface.key
+            )
+            error = error_from(msg)
+            if error is None:
+                break
+            if error.code != ErrorCode.OVERLOADED or error.retry_after is None:
+                raise RemoteError(error)
+            pause = error.retry_after * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+            if time.monotonic() + pause >= give_up:
+                raise RemoteError(error)
+            await asyncio.sleep(pause)
         try:
             return interface.reply.model_validate_json(msg.data, extra="ignore")
         except ValidationError as exc:

@@ -26,7 +26,9 @@ from agentbus.framework.wire import (
     NO_RESPONDERS_STATUS,
     SEQ_HEADER,
     STREAM_HEADER,
+    TIMEOUT_HEADER,
     error_from,
+    timeout_header,
     to_json,
 )
 from agentbus.interfaces.message import BusMessage, Interface
@@ -104,6 +106,7 @@ class ChunkStream(Generic[ChunkT]):
         else:
             headers = self._bus.metadata(self._interface, self._cause).to_headers()
         headers[CANCEL_HEADER] = self._cancel_subject
+        headers[TIMEOUT_HEADER] = timeout_header(self._timeout)  # the wait for the first chunk
         sub = await nc.subscribe(inbox)
         self._sub = sub
         await nc.publish(

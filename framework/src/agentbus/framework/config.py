@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     max_payload: int = Field(default=1024 * 1024, gt=0, description="Largest request accepted.")
     max_concurrency: int = Field(default=256, gt=0, description="Requests handled at once.")
+    max_queue: int = Field(
+        default=1024, ge=0, description="Requests waiting for a slot; more are `overloaded`."
+    )
     shutdown_grace: float = Field(default=10.0, ge=0, description="Seconds to finish work.")
     request_timeout: float = Field(default=10.0, gt=0)
     event_max_deliver: int = Field(default=5, gt=0, description="Tries before dead-lettering.")

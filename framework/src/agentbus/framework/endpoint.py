@@ -4,10 +4,13 @@
 stream of chunks (the protocol is in :mod:`agentbus.framework.wire`); both share
 the checks, concurrency slots, metrics and ``$SRV`` stats of :class:`Endpoint`.
 
-Each message becomes a task (bounded by the service's concurrency slots), so
-one slow request does not hold up the others. Every failure becomes a
-structured error reply and is counted, both in Prometheus and in the
-``$SRV.STATS`` numbers that NATS tooling reads.
+Intake never waits: each message starts as a task when the service has a free
+concurrency slot, waits in its bounded queue when not, and is answered ``overloaded``
+at once when the queue is full (see :mod:`agentbus.framework.slots`). A request whose
+caller's deadline (``Agentbus-Timeout``) passes while it waits is dropped, with no handler
+run. Every failure becomes a structured error reply and is counted, both in Prometheus
+and in the ``$SRV.STATS`` numbers that NATS tooling reads; a handler that fails because
+the bus is out answers ``unavailable`` (retry), not ``internal``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
@@ -28,8 +32,16 @@ from agentbus.framework.auth.grants import inbox_prefix
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import ServiceError
 from agentbus.framework.metrics import EndpointMetrics
+from agentbus.framework.outage import bus_outage
 from agentbus.framework.slots import Slots
-from agentbus.framework.wire import CANCEL_HEADER, END, SEQ_HEADER, STREAM_HEADER, to_json
+from agentbus.framework.wire import (
+    CANCEL_HEADER,
+    END,
+    SEQ_HEADER,
+    STREAM_HEADER,
+    deadline_of,
+    to_json,
+)
 from agentbus.interfaces.error_reply import ErrorCode, ErrorReply
 from agentbus.interfaces.message import BusMessage, Interface
 from agentbus.interfaces.metadata import declared_interface
@@ -45,6 +57,9 @@ RequestHandler = Callable[[Any, MessageContext], Awaitable[BusMessage]]
 """``async def handler(request, ctx) -> reply``: the request is already validated."""
 StreamHandler = Callable[[Any, MessageContext], AsyncGenerator[BusMessage, None]]
 """``async def handler(request, ctx)`` that ``yield``\\ s chunks; the request is validated."""
+
+LEAVE_TIMEOUT = 1.0
+"""Seconds to leave a subject: one round trip to the server, unless the connection is down."""
 
 
 class Endpoint(ABC):
@@ -89,11 +104,12 @@ class Endpoint(ABC):
         )
 
     async def stop_intake(self) -> None:
-        """Stop receiving; messages already delivered to this client are still handled."""
+        """Stop receiving; messages already delivered to this client are still handled
+        (they wait in the service's queue)."""
         await self.leave()
         if self._direct is not None:
             direct, self._direct = self._direct, None
-            await direct.drain()  # type: ignore[no-untyped-call]
+            await _leave(direct, self.subject)
 
     @property
     def serving(self) -> bool:
@@ -108,17 +124,48 @@ class Endpoint(ABC):
             )
 
     async def leave(self) -> None:
-        """Leave the production subject by draining: what was delivered is still handled."""
+        """Leave the production subject: what was delivered is still handled."""
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
-            await subscription.drain()  # type: ignore[no-untyped-call]
+            await _leave(subscription, self.subject)
 
     async def _on_message(self, msg: Msg) -> None:
-        await self._slots.spawn(self._handle(msg))
+        """Intake: start, queue or refuse, never wait (the subscription delivers the next
+        message only when this returns)."""
+        received = time.monotonic()
+        self.num_requests += 1
+        self._metrics.requests.inc()
+        delivery = _Delivery(self, msg, deadline_of(msg.headers, received))
+        if delivery.deadline is not None and delivery.deadline <= received:
+            delivery.expired()
+            return
+        if self._slots.admit(delivery):
+            return
+        if self._slots.closed:
+            refusal = ErrorReply.of(
+                ErrorCode.UNAVAILABLE, "the service is shutting down; retry the request"
+            )
+        else:
+            retry_after = self._slots.retry_after()
+            refusal = ErrorReply(
+                code=ErrorCode.OVERLOADED,
+                message=f"{self.name} is at capacity ({self._slots.limit} running, "
+                f"{self._slots.queued} queued); retry in about {retry_after:g}s, or raise its "
+                "AGENTBUS_MAX_CONCURRENCY / AGENTBUS_MAX_QUEUE, or add a replica",
+                retry_after=retry_after,
+            )
+        await self._refuse(msg, refusal)
+
+    def _dropped(self) -> None:
+        self._metrics.dropped.inc()
 
     @abstractmethod
     async def _handle(self, msg: Msg) -> None:
         """Answer one message; every error becomes an error reply (and is counted)."""
+
+    @abstractmethod
+    async def _refuse(self, msg: Msg, reply: ErrorReply) -> None:
+        """Answer ``msg`` with ``reply`` without running the handler (and count it)."""
 
     def _decode(self, msg: Msg) -> BusMessage | ErrorReply:
         """The validated request, or the error reply that explains why there is none."""
@@ -147,7 +194,22 @@ class Endpoint(ABC):
         return request
 
     def _failed(self, exc: Exception) -> ErrorReply:
-        """The ``internal`` reply for a handler that raised (the traceback goes to the log)."""
+        """The reply for a handler that raised: ``unavailable`` when the bus is out (a
+        passing fault), else ``internal`` (the traceback goes to the log)."""
+        if (outage := bus_outage(exc)) is not None:
+            log.warning(
+                "handler for %s failed: the bus is out (%s: %s)",
+                self.interface.key,
+                type(outage).__name__,
+                outage,
+            )
+            return ErrorReply.of(
+                ErrorCode.UNAVAILABLE,
+                f"the {self.interface.name} handler could not reach NATS or JetStream "
+                f"({type(outage).__name__}): the bus or a service it calls is down or "
+                "restarting; retry the request",
+                exception=type(outage).__name__,
+            )
         log.error("handler for %s failed", self.interface.key, exc_info=exc)
         return ErrorReply.of(
             ErrorCode.INTERNAL,
@@ -180,8 +242,6 @@ class RequestEndpoint(Endpoint):
 
     async def _handle(self, msg: Msg) -> None:
         started = time.perf_counter_ns()
-        self.num_requests += 1
-        self._metrics.requests.inc()
         try:
             data, headers = await self._answer(msg)
         except asyncio.CancelledError:
@@ -197,6 +257,9 @@ class RequestEndpoint(Endpoint):
         elapsed = time.perf_counter_ns() - started
         self.processing_time_ns += elapsed
         self._metrics.latency.observe(elapsed / 1e9)
+
+    async def _refuse(self, msg: Msg, reply: ErrorReply) -> None:
+        await self._respond(msg, *self._error(reply))
 
     async def _respond(self, msg: Msg, data: bytes, headers: dict[str, str] | None) -> None:
         if not msg.reply:
@@ -237,8 +300,6 @@ class StreamEndpoint(Endpoint):
 
     async def _handle(self, msg: Msg) -> None:
         started = time.perf_counter_ns()
-        self.num_requests += 1
-        self._metrics.requests.inc()
         if not msg.reply:
             return  # nobody to stream to
         request = self._decode(msg)
@@ -302,12 +363,48 @@ class StreamEndpoint(Endpoint):
         self.processing_time_ns += elapsed
         self._metrics.latency.observe(elapsed / 1e9)
 
+    async def _refuse(self, msg: Msg, reply: ErrorReply) -> None:
+        if msg.reply:
+            await self._send(msg.reply, *self._error(reply), seq=0)
+
     async def _send(self, reply: str, data: bytes, headers: dict[str, str], *, seq: int) -> None:
         headers[SEQ_HEADER] = str(seq)
         try:
             await self._bus.nc.publish(reply, data, headers=headers)
         except Exception:  # the connection may be closing; the caller will time out
             log.warning("could not send a chunk on %s", reply, exc_info=True)
+
+
+class _Delivery:
+    """A received message, as the service's slots queue and start it."""
+
+    __slots__ = ("deadline", "endpoint", "msg")
+
+    def __init__(self, endpoint: Endpoint, msg: Msg, deadline: float | None) -> None:
+        self.endpoint = endpoint
+        self.msg = msg
+        self.deadline = deadline
+
+    def run(self) -> Coroutine[Any, Any, None]:
+        return self.endpoint._handle(self.msg)
+
+    def expired(self) -> None:
+        self.endpoint._dropped()
+
+    def refuse(self, reply: ErrorReply) -> Coroutine[Any, Any, None]:
+        return self.endpoint._refuse(self.msg, reply)
+
+
+async def _leave(subscription: Subscription, subject: str) -> None:
+    """Unsubscribe, and hand what nats-py already holds to the intake (which never waits, so
+    this is one round trip to the server), within :data:`LEAVE_TIMEOUT`."""
+    try:
+        await asyncio.wait_for(
+            subscription.drain(),  # type: ignore[no-untyped-call]
+            LEAVE_TIMEOUT,
+        )
+    except (TimeoutError, nats.errors.Error) as exc:  # the connection is down or closing
+        log.warning("left %s without draining it (%s)", subject, type(exc).__name__)
 
 
 def _cancel_subject(msg: Msg) -> str | None:

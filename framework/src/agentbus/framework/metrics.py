@@ -49,6 +49,16 @@ class ServiceMetrics:
             "agentbus_requests_in_flight", "Requests being handled", ["service"], registry=r
         ).labels(self.service)
         """Set with ``track_in_flight``: read at scrape time, free on the request path."""
+        self.queued = Gauge(
+            "agentbus_requests_queued", "Requests waiting for a slot", ["service"], registry=r
+        ).labels(self.service)
+        self.dropped = Counter(
+            "agentbus_requests_dropped",
+            "Requests dropped unanswered because their caller's deadline passed before they "
+            "got a slot (no handler ran)",
+            ["service", "subject"],
+            registry=r,
+        )
         self.events = Counter(
             "agentbus_events",
             "Events handled, by outcome (ok, retried, dead_lettered)",
@@ -57,8 +67,9 @@ class ServiceMetrics:
         )
         self._server: Any = None
 
-    def track_in_flight(self, count: Callable[[], int]) -> None:
+    def track_in_flight(self, count: Callable[[], int], queued: Callable[[], int]) -> None:
         self.in_flight.set_function(count)
+        self.queued.set_function(queued)
 
     def endpoint(self, subject: str) -> EndpointMetrics:
         return EndpointMetrics(self, subject)
@@ -80,7 +91,7 @@ class ServiceMetrics:
 class EndpointMetrics:
     """Pre-bound metric children for one subject."""
 
-    __slots__ = ("_errors", "_owner", "_subject", "latency", "requests")
+    __slots__ = ("_errors", "_owner", "_subject", "dropped", "latency", "requests")
 
     def __init__(self, owner: ServiceMetrics, subject: str) -> None:
         self._owner = owner
@@ -88,6 +99,7 @@ class EndpointMetrics:
         self._errors = owner.errors
         self.requests = owner.requests.labels(owner.service, subject)
         self.latency = owner.latency.labels(owner.service, subject)
+        self.dropped = owner.dropped.labels(owner.service, subject)
 
     def error(self, code: str) -> None:
         self._errors.labels(self._owner.service, self._subject, code).inc()

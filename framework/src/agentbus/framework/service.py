@@ -17,8 +17,9 @@
         async def on_greeted(self, event: Greeted, ctx: MessageContext) -> None: ...
 
 A service is an async context manager: entering starts it (connect, declare
-JetStream resources, ``initialize``, open endpoints), leaving stops it (stop
-intake, finish in-flight work within ``shutdown_grace``, ``shutdown``, drain).
+JetStream resources, ``initialize``, open endpoints), leaving stops it (unsubscribe,
+finish running and queued requests within ``shutdown_grace``, answer what is left
+``unavailable``, ``shutdown``, disconnect: all within the grace and one second).
 Endpoints join the queue group named after the service, so replicas split the load.
 """
 
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -50,12 +52,17 @@ from agentbus.framework.filewatch import FileWatch, OnChange
 from agentbus.framework.jetstream import CONFIG_BUCKET, declare_all, key_value
 from agentbus.framework.metrics import ServiceMetrics
 from agentbus.framework.slots import Slots
+from agentbus.interfaces.error_reply import ErrorCode, ErrorReply
 from agentbus.interfaces.message import Interface, InterfaceKind
 from agentbus.interfaces.metadata import Source, new_id
 from agentbus.interfaces.semver import Version
 from agentbus.interfaces.subjects import direct_subject, event_subject, subject_for, token
 
 log = logging.getLogger("agentbus.service")
+
+STOP_MARGIN = 1.0
+"""Seconds ``stop()`` may take beyond ``shutdown_grace``: to send the last replies and close."""
+MIN_CLOSE = 0.2
 
 
 class Service:
@@ -119,8 +126,8 @@ class Service:
         self.config: dict[str, Any] = {}
         self.endpoints: list[Endpoint] = []
         self.subscriptions: list[EventSubscription] = []
-        self._slots = Slots(self.settings.max_concurrency)
-        self.metrics.track_in_flight(self._slots.__len__)
+        self._slots = Slots(self.settings.max_concurrency, self.settings.max_queue)
+        self.metrics.track_in_flight(self._slots.__len__, lambda: self._slots.queued)
         self._discovery: Discovery | None = None
         self._config_task: asyncio.Task[None] | None = None
         self._file_watches: list[FileWatch] = []
@@ -313,10 +320,13 @@ class Service:
         return metadata
 
     async def stop(self) -> None:
-        """Stop intake, finish in-flight work within ``shutdown_grace``, then disconnect."""
+        """Unsubscribe, finish running and queued requests within ``shutdown_grace``, answer
+        what is left ``unavailable`` (queued ones unrun, running ones cancelled), then
+        disconnect; returns within the grace and :data:`STOP_MARGIN` seconds."""
         if not self._started:
             return
         self._started = False
+        grace_ends = time.monotonic() + self.settings.shutdown_grace
         await self._stop_file_watches()  # no reload while shutting down
         if self._role is not None:
             await self._role.stop()
@@ -324,29 +334,47 @@ class Service:
             await endpoint.stop_intake()
         for subscription in self.subscriptions:
             await subscription.stop()
-        cancelled = await self._slots.wait(self.settings.shutdown_grace)
-        if cancelled:
+        refused, cancelled = await self._slots.close(
+            max(0.0, grace_ends - time.monotonic()),
+            ErrorReply.of(
+                ErrorCode.UNAVAILABLE,
+                f"{self.name} is shutting down and could not start this request within its "
+                "grace; retry the request",
+            ),
+        )
+        if refused or cancelled:
             log.warning(
-                "%s cancelled %d request(s) still running at shutdown", self.name, cancelled
+                "%s answered %d queued request(s) unavailable and cancelled %d still running "
+                "at shutdown",
+                self.name,
+                refused,
+                cancelled,
             )
         try:
             await self.shutdown()
         finally:
-            await self._close_connection()
+            await self._close_connection(grace_ends + STOP_MARGIN)
 
     def cancel_in_flight(self) -> int:
-        """Cancel every request still being handled (each still gets an error reply)."""
-        tasks = list(self._slots.tasks)
-        for task in tasks:
-            task.cancel()
-        return len(tasks)
+        """Cancel every request still being handled and answer every queued one
+        ``unavailable`` (each gets an error reply); returns how many were running."""
+        _refused, cancelled = self._slots.cancel_all(
+            ErrorReply.of(
+                ErrorCode.UNAVAILABLE,
+                f"{self.name} cancelled its work in flight before starting this request; retry "
+                "the request",
+            )
+        )
+        return cancelled
 
     async def _stop_file_watches(self) -> None:
         watches, self._file_watches = self._file_watches, []
         for watch in watches:
             await watch.stop()
 
-    async def _close_connection(self) -> None:
+    async def _close_connection(self, give_up: float | None = None) -> None:
+        """Stop what runs besides the endpoints and disconnect (by ``give_up``, a
+        ``time.monotonic()``, when given)."""
         await self._stop_file_watches()
         if self._role is not None:
             role, self._role = self._role, None
@@ -362,7 +390,10 @@ class Service:
         # The HTTP server's shutdown() waits up to half a second for its serving thread:
         # off the event loop, so other work in this process keeps running meanwhile.
         await asyncio.to_thread(self.metrics.close)
-        await self.bus.close()
+        if give_up is None:
+            await self.bus.close()
+        else:
+            await self.bus.close(timeout=max(give_up - time.monotonic(), MIN_CLOSE))
 
     async def __aenter__(self) -> Self:
         await self.start()

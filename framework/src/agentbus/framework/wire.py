@@ -38,9 +38,35 @@ STREAM_HEADER = "Agentbus-Stream"
 """``end`` on the empty message that ends a stream."""
 CANCEL_HEADER = "Agentbus-Cancel"
 """The subject on which a stream's caller cancels it."""
+TIMEOUT_HEADER = "Agentbus-Timeout"
+"""How many seconds the caller waits for the reply (a stream's: for its first chunk), relative,
+so that clocks need not agree. A service drops a request still queued when it runs out, and
+runs no handler for it: nobody would read the answer."""
+LONGEST_TIMEOUT = 86400.0
+"""Longer timeouts (or a value that is no number) count as none: the header is the caller's
+word, and a service only uses it to give up early."""
 END = "end"
 NO_RESPONDERS_STATUS = "503"
 """The ``Status`` header of the NATS server's no-responders message."""
+
+
+def timeout_header(seconds: float) -> str:
+    return f"{max(seconds, 0.0):.3f}"
+
+
+def deadline_of(headers: dict[str, str] | None, received: float) -> float | None:
+    """The ``time.monotonic()`` after which nobody waits for the answer to a request received
+    at ``received``, from its :data:`TIMEOUT_HEADER`; ``None`` when it carries none."""
+    text = (headers or {}).get(TIMEOUT_HEADER)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    if seconds != seconds or seconds > LONGEST_TIMEOUT:  # NaN, inf
+        return None
+    return received + max(seconds, 0.0)
 
 
 def to_json(message: BaseModel) -> bytes:

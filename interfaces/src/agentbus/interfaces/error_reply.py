@@ -47,6 +47,9 @@ class ErrorCode(StrEnum):
     """The service lacks configuration; the message names the setting to add."""
     UPSTREAM = "upstream"
     """An upstream provider failed."""
+    OVERLOADED = "overloaded"
+    """The service's queue is full: retry after ``retry_after`` seconds (``Bus.request`` does,
+    with jitter, within its timeout). Sent at once, before any work."""
 
 
 _STATUS = {
@@ -62,6 +65,7 @@ _STATUS = {
     ErrorCode.INTERNAL: 500,
     ErrorCode.UPSTREAM: 502,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.NOT_CONFIGURED: 503,
     ErrorCode.TIMEOUT: 504,
 }
@@ -81,6 +85,13 @@ class ErrorReply(BusMessage):
     code: str = Field(description="A stable code, usually an ErrorCode value.")
     message: str = Field(description="What went wrong and what to do about it.")
     details: dict[str, JsonValue] = Field(default_factory=dict)
+    retry_after: float | None = Field(
+        default=None,
+        ge=0,
+        exclude_if=lambda value: value is None,
+        description="Seconds after which a retry may succeed (``overloaded``); absent from the "
+        "JSON when unset, so receivers that predate it read every reply as before.",
+    )
 
     def headers(self) -> dict[str, str]:
         return {

@@ -1,0 +1,172 @@
+"""Shutdown under a backlog loses nothing: intake stops first, what was received is
+answered (served within the grace, else ``unavailable``), and stop returns within the
+grace and one second."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from framework_helpers import (
+    EchoReply,
+    EchoRequest,
+    echo_interface,
+    echo_service,
+    request_json,
+    unique,
+)
+
+from agentbus.framework.bus import Bus
+from agentbus.framework.config import Settings
+from agentbus.framework.errors import RemoteError
+from agentbus.framework.service import STOP_MARGIN
+from agentbus.framework.testing import child_environment, eventually
+from agentbus.framework.testing.plugin import StartService
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def outcomes(results: list[EchoReply | BaseException]) -> dict[str, int]:
+    """How many callers got each answer: ``ok``, an error code, or the exception type."""
+    counts: dict[str, int] = {}
+    for result in results:
+        if isinstance(result, EchoReply):
+            key = "ok"
+        elif isinstance(result, RemoteError):
+            key = result.code
+        else:
+            key = type(result).__name__
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+async def test_stop_with_a_backlog_answers_every_caller_within_grace_and_a_second(
+    start_service: StartService, bus: Bus
+) -> None:
+    """300 requests at 2 slots (15 s of work), a 1 s grace: the first are served, the rest
+    answered ``unavailable``; nobody is left to time out, and stop does not wait for the
+    backlog (draining it, as before, took the whole 15 s)."""
+    interface = echo_interface()
+    service = await start_service(
+        echo_service(interface), settings={"max_concurrency": 2, "shutdown_grace": 1.0}
+    )
+    requests = [
+        asyncio.create_task(bus.request(interface, EchoRequest(text=str(i), delay=0.1), timeout=30))
+        for i in range(300)
+    ]
+    await eventually(
+        lambda: service.endpoints[0].num_requests == 300, what="all 300 requests received"
+    )
+
+    await asyncio.wait_for(service.stop(), 1.0 + STOP_MARGIN)
+
+    results = await asyncio.gather(*requests, return_exceptions=True)
+    counts = outcomes(results)
+    assert set(counts) == {"ok", "unavailable"}, counts
+    assert counts["ok"] == service.handled - 2, "only the 2 cancelled handlers were not served"
+    unavailable = [r for r in results if isinstance(r, RemoteError)]
+    assert all("retry" in str(r) for r in unavailable)
+
+
+async def test_requests_arriving_after_the_stop_go_to_the_other_replica(
+    start_service: StartService, bus: Bus
+) -> None:
+    """Intake stops first: once one replica began stopping, new requests reach the other."""
+    interface = echo_interface()
+    cls = echo_service(interface)
+    leaving = await start_service(
+        cls, instance="leaving", settings={"max_concurrency": 1, "shutdown_grace": 1.0}
+    )
+    staying = await start_service(cls, instance="staying")
+    busy = asyncio.create_task(bus.request(interface, EchoRequest(text="busy", delay=0.5)))
+    await eventually(lambda: leaving.handled + staying.handled == 1, what="one request running")
+    stopping = asyncio.create_task(leaving.stop())
+    await eventually(lambda: not leaving.endpoints[0].serving, what="the replica left")
+    before = leaving.endpoints[0].num_requests
+
+    replies = await asyncio.gather(
+        *(bus.request(interface, EchoRequest(text=str(i)), timeout=5) for i in range(20))
+    )
+
+    assert {r.instance for r in replies} == {"staying"}
+    assert leaving.endpoints[0].num_requests == before
+    await stopping
+    assert (await busy).text == "busy"
+
+
+async def start_process(
+    settings: Settings, interface_name: str, service_name: str, log: Path
+) -> asyncio.subprocess.Process:
+    """The echo service as a process: grace 1 s, 2 slots."""
+    env = child_environment()
+    env.update(
+        AGENTBUS_NATS_URL=settings.nats_url or "",
+        AGENTBUS_DATA_DIR=str(settings.data_dir),
+        AGENTBUS_INSTANCE="proc",
+        AGENTBUS_SHUTDOWN_GRACE="1",
+        AGENTBUS_MAX_CONCURRENCY="2",
+        TEST_INTERFACE=interface_name,
+        TEST_SERVICE=service_name,
+    )
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("slow_service.py")),
+            cwd=REPO,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+
+
+async def received(bus: Bus, name: str) -> int:
+    """Requests the process received, from its ``$SRV.STATS``."""
+    try:
+        stats = await request_json(bus, f"$SRV.STATS.{name}.proc", timeout=0.5)
+    except Exception:  # not serving yet
+        return -1
+    count: int = stats["endpoints"][0]["num_requests"]
+    return count
+
+
+async def test_sigterm_under_a_backlog_exits_within_grace_and_a_second(
+    settings: Settings, bus: Bus, tmp_path: Path
+) -> None:
+    """A real process (grace 1 s here) with 300 requests queued at its slots: SIGTERM,
+    every caller is answered, and the process exits on its own (it was killed before)."""
+    interface = echo_interface()
+    name = unique("backlog")
+    log = tmp_path / "service.log"
+    process = await start_process(settings, interface.name, name, log)
+    try:
+
+        async def serving() -> bool:
+            assert process.returncode is None, f"the process exited: {log.read_text()}"
+            return await received(bus, name) == 0
+
+        await eventually(serving, timeout=20.0, what=f"{name} answering $SRV.STATS")
+        requests = [
+            asyncio.create_task(
+                bus.request(interface, EchoRequest(text=str(i), delay=0.1), timeout=30)
+            )
+            for i in range(300)
+        ]
+
+        async def all_received() -> bool:
+            return await received(bus, name) == 300
+
+        await eventually(all_received, what="300 requests received by the process")
+        process.send_signal(signal.SIGTERM)
+
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        counts = outcomes(results)
+        assert set(counts) <= {"ok", "unavailable"}, counts
+        # grace + margin, and room for the interpreter to exit
+        assert await asyncio.wait_for(process.wait(), 1.0 + STOP_MARGIN + 3.0) == 0, log.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

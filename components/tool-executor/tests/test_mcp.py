@@ -30,6 +30,8 @@ from agentbus.interfaces.metadata import Source
 from agentbus.tool_executor.mcp_server import http_app, http_token
 
 FAKE_SERVER = Path(__file__).parent / "fixtures" / "fake_mcp_server.py"
+IN_SANDBOX = {"python": True, "read_roots": [str(FAKE_SERVER.parent)]}
+"""What the fake server needs in the sandbox: the executor's Python and its own file."""
 
 
 def policies(workspace: Workspace) -> dict[str, Any]:
@@ -142,7 +144,12 @@ async def test_external_mcp_tools_are_imported_behind_the_policy(
 ) -> None:
     config = {
         "mcp_servers": {
-            "fake": {"command": sys.executable, "args": [str(FAKE_SERVER), str(workspace.outside)]}
+            "fake": {
+                "command": sys.executable,
+                "args": [str(FAKE_SERVER), str(workspace.outside)],
+                "roots": [str(workspace.outside)],  # where scribble writes
+                **IN_SANDBOX,
+            }
         },
         "policy": {
             "agent": {
@@ -195,7 +202,9 @@ async def test_an_imported_server_gets_no_credentials_of_the_executor(
             "fake": {
                 "command": sys.executable,
                 "args": [str(FAKE_SERVER), str(workspace.outside)],
+                "roots": [str(workspace.outside)],  # where scribble writes
                 "env": {"DOCS_API_TOKEN": "granted-to-this-server"},
+                **IN_SANDBOX,
             }
         },
         "policy": {"agent": {"tools": ["mcp.fake.environment"], "medium": "run"}},
@@ -209,9 +218,10 @@ async def test_an_imported_server_gets_no_credentials_of_the_executor(
     assert not env.keys() & leaked.keys(), sorted(env)
     assert not set(env.values()) & set(leaked.values())
     assert env["DOCS_API_TOKEN"] == "granted-to-this-server"
-    # The SDK adds LOGNAME, SHELL, TERM and USER when the executor has them; nothing else.
-    assert env.keys() <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "DOCS_API_TOKEN",
-                          "LOGNAME", "SHELL", "TERM", "USER"}, sorted(env)  # fmt: skip
+    # Not even the LOGNAME, SHELL, TERM and USER the SDK adds when the executor has them;
+    # PWD is the server's folder (bubblewrap sets it).
+    allowed = {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PWD", "DOCS_API_TOKEN"}
+    assert env.keys() <= allowed, sorted(env)
     assert env["HOME"] == env["TMPDIR"] != os.environ.get("HOME")
 
 

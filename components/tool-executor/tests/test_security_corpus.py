@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -404,6 +405,19 @@ def refused_the_allocation(result: Completed, ws: Workspace) -> None:
 def hook_not_run(result: Completed, ws: Workspace) -> None:
     assert not (ws.outside / "fsmonitor-ran").exists()
     assert "a.txt" in result.content
+
+
+# -- sandbox: CPU time (issue 13 item 1, sandbox part) ----------------------------------
+
+
+def stopped_by_cpu_time(result: Completed, ws: Workspace) -> None:
+    """RLIMIT_CPU ended the loop (SIGXCPU; bubblewrap reports a signal as 128 + its number)
+    long before the call's deadline."""
+    assert not result.timed_out, "the loop ran until the deadline: no CPU time limit"
+    assert result.exit_code in (-signal.SIGXCPU, 128 + signal.SIGXCPU), result.exit_code
+
+
+# -- end of the sandbox part ---------------------------------------------------------
 
 
 SH = {"commands": ["sh", "echo", "sleep"], "shell": True}
@@ -953,6 +967,18 @@ CASES: list[Case] = [
         approve=True,
         needs_sandbox=True,
     ),
+    # -- sandbox: CPU time (issue 13 item 1, sandbox part)
+    Case(
+        "limit-cpu-time",
+        "resource limits",
+        "shell.exec",
+        {"argv": ["sh", "-c", "while :; do :; done"]},
+        "contained",
+        check=stopped_by_cpu_time,
+        policy={**SH, "commands": ["sh"], "max_cpu_seconds": 1, "timeout": 8.0},
+        approve=True,
+    ),
+    # -- end of the sandbox part
     # oversized arguments
     Case(
         "oversized-content",

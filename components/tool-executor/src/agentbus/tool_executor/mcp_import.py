@@ -13,8 +13,18 @@ and host checks do not reach inside it.
 A server starts from the executor's minimal child environment
 (:mod:`agentbus.tool_executor.environment`: the executor's ``PATH``, the locale,
 ``HOME`` and ``TMPDIR`` in a private folder kept while it runs) plus its configured
-``env``; never the executor's own environment. (The SDK adds the executor's
-``LOGNAME``, ``SHELL``, ``TERM`` and ``USER`` under it; none of them is a secret.)
+``env``; never the executor's own environment, and not the ``LOGNAME``, ``SHELL``,
+``TERM`` and ``USER`` the SDK would add (``env -u`` removes them).
+
+A server runs in the sandbox (:mod:`agentbus.tool_executor.sandbox`) for its whole
+life: only the system's programs (read-only), its ``roots`` (writable), ``read_roots``
+(read-only), its private HOME and, with ``python = true``, the executor's Python exist
+in it; no network unless ``network = true``; its limits (``max_memory_mb``,
+``max_processes``, ``max_cpu_seconds``); its own ``pids`` cgroup, every process of
+which is killed when the executor stops it (and bubblewrap's PID namespace ends them
+anyway). A server whose command or file arguments the sandbox would not show is
+refused at start, saying what to add. ``sandbox = false`` runs it unconfined, logged
+as a warning.
 """
 
 from __future__ import annotations
@@ -26,10 +36,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import mcp_types
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment
 from pydantic import JsonValue
 
 from agentbus.interfaces.error_reply import ErrorCode
@@ -37,6 +49,14 @@ from agentbus.tool_executor.declaration import Tool, ToolContext, ToolOutcome
 from agentbus.tool_executor.environment import child_environment, with_scratch
 from agentbus.tool_executor.errors import ToolFailed
 from agentbus.tool_executor.policy import DEFAULT_PATH, McpServerConfig
+from agentbus.tool_executor.sandbox import (
+    Confinement,
+    joined,
+    limited,
+    pids_group,
+    sandbox,
+    visible,
+)
 
 log = logging.getLogger("agentbus.tool_executor.mcp")
 
@@ -67,6 +87,14 @@ class McpConnection:
         self._error: BaseException | None = None
 
     async def start(self) -> None:
+        if not self.config.sandbox:
+            log.warning(
+                "MCP server %s runs outside the sandbox (sandbox = false): it can read and "
+                "write whatever the executor can and use the network",
+                self.name,
+            )
+        elif (box := sandbox()).bwrap is None:
+            log.warning("MCP server %s runs with resource limits only: %s", self.name, box.reason)
         self._task = asyncio.get_running_loop().create_task(self._hold())
         waiter = asyncio.ensure_future(self._ready.wait())
         await asyncio.wait(
@@ -86,20 +114,58 @@ class McpConnection:
         )
         return with_scratch(base, scratch)
 
+    def parameters(self, scratch: Path, group: Path | None) -> StdioServerParameters:
+        """How the SDK starts the server: in its sandbox and cgroup unless ``sandbox =
+        false``, with exactly :meth:`environment`. Raises :class:`ToolFailed` saying what to
+        configure when the sandbox would not show the server's command or files."""
+        env = self.environment(str(scratch))
+        cwd = self.config.cwd or scratch
+        argv = [self.config.command, *self.config.args]
+        if self.config.sandbox:
+            confine = self.config.confinement(scratch)
+            box = sandbox()
+            if box.bwrap is not None:
+                self._check_visible(argv, cwd, env["PATH"], confine)
+            argv = limited(box.wrap(argv, cwd, scratch, confine), confine)
+        # The SDK puts some of the executor's variables under ``env``: take them out again.
+        added = sorted(set(get_default_environment()) - set(env))
+        if added:
+            argv = ["env", *(arg for name in added for arg in ("-u", name)), *argv]
+        argv = joined(argv, group)
+        return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=cwd)
+
+    def _check_visible(self, argv: list[str], cwd: Path, path: str, confine: Confinement) -> None:
+        command = shutil.which(argv[0], path=path) if "/" not in argv[0] else argv[0]
+        if command is None:
+            raise ToolFailed(f"MCP server {self.name}: command {argv[0]!r} is not on PATH {path}")
+        if not visible(command, confine):
+            raise ToolFailed(
+                f"MCP server {self.name}: its command {command} is not visible in the sandbox: "
+                "add python = true (the executor's Python) or its folder to read_roots"
+            )
+        for arg in argv[1:]:
+            if os.path.isabs(arg) and os.path.exists(arg) and not visible(arg, confine):
+                raise ToolFailed(
+                    f"MCP server {self.name}: its argument {arg} is not visible in the "
+                    "sandbox: add its folder to read_roots (or to roots if it writes there)"
+                )
+        if not visible(str(cwd), confine):
+            raise ToolFailed(
+                f"MCP server {self.name}: its cwd {cwd} is not visible in the sandbox: add it "
+                "to roots or read_roots"
+            )
+
     async def _hold(self) -> None:
         scratch = tempfile.mkdtemp(prefix=f"agentbus-mcp-{self.name}-")
-        params = StdioServerParameters(
-            command=self.config.command,
-            args=list(self.config.args),
-            env=self.environment(scratch),
-            cwd=self.config.cwd,
-        )
+        limit = self.config.max_processes if self.config.sandbox else 0
         try:
-            async with Client(params, mode="legacy") as client:
-                self.tools = list((await client.list_tools()).tools)
-                self.client = client
-                self._ready.set()
-                await self._stop.wait()
+            with pids_group(limit) as group:
+                params = self.parameters(Path(scratch), group)
+                async with Client(params, mode="legacy") as client:
+                    self.tools = list((await client.list_tools()).tools)
+                    self.client = client
+                    self._ready.set()
+                    await self._stop.wait()
         except Exception as exc:
             self._error = exc
             log.warning("MCP server %s failed: %s", self.name, exc)

@@ -7,9 +7,6 @@
 
     [policy.coder]
     roots = ["${WORKSPACE}"]         # every path must resolve inside one of these
-    read_roots = ["/srv/docs"]       # readable (fs.read/list/glob/grep, git.status/diff),
-                                     # never written; the most specific root decides, so a
-                                     # read root inside a writable root stays read-only
     tools = ["fs.*", "shell.exec", "git.*", "python.test"]
     commands = ["ls", "cat", "true"]  # argv[0] allow-list for shell.exec (runners need shell)
     shell = false                    # shell strings (always high risk) allowed at all?
@@ -22,6 +19,7 @@
     network = false                  # may processes use the network (in the sandbox)?
     max_processes = 512              # processes one call may have at once
     max_memory_mb = 2048             # address space of each process
+    max_cpu_seconds = 60             # CPU time of each process (default: timeout x cores)
     [policy.coder.risk]
     "git.commit" = "high"            # raise (never lower) a tool's risk
 
@@ -29,12 +27,6 @@
     command = "python3"
     args = ["-m", "docs_server"]
     risk = "medium"
-
-Read roots: fs.write and fs.edit (and git.commit) refuse a path whose most specific
-root is a read root, also when reached through a link from a writable root; shell.exec
-and python.test path-check against the writable roots only; in the bubblewrap sandbox
-read roots are mounted read-only (without it, git.status and git.diff still take no
-optional locks there, so they write nothing).
 
 A caller without a policy gets ``[policy.default]`` when the file has one, else
 a policy that allows nothing. A policy can only narrow: unknown keys are errors.
@@ -45,19 +37,13 @@ what an edit changed; :func:`mcp_server_changes` which imported servers it touch
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentbus.framework import ConfigError, load_toml
 from agentbus.interfaces.catalog.tools import Risk
@@ -82,9 +68,6 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     roots: tuple[Path, ...] = ()
-    read_roots: tuple[Path, ...] = Field(
-        default=(), description="Folders readable but never written (see the module doc)."
-    )
     tools: tuple[str, ...] = Field(default=(), description="Tool names or fnmatch patterns.")
     commands: tuple[str, ...] = ()
     shell: bool = False
@@ -102,8 +85,11 @@ class Policy(BaseModel):
     )
     max_processes: int = Field(default=512, gt=0, le=100_000, description="Per call.")
     max_memory_mb: int = Field(default=2048, gt=0, description="Address space per process.")
+    max_cpu_seconds: int | None = Field(
+        default=None, gt=0, description="CPU time per process (default: timeout x cores)."
+    )
 
-    @field_validator("roots", "read_roots")
+    @field_validator("roots")
     @classmethod
     def _real_roots(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
         resolved = []
@@ -112,21 +98,6 @@ class Policy(BaseModel):
                 raise ValueError(f"root {root} must be an absolute path")
             resolved.append(Path(os.path.realpath(root)))
         return tuple(resolved)
-
-    @model_validator(mode="after")
-    def _roots_once(self) -> Policy:
-        if both := sorted(set(self.roots) & set(self.read_roots)):
-            raise ValueError(
-                f"{', '.join(map(str, both))} is in roots and in read_roots; keep it in one "
-                "(roots: writable, read_roots: read-only)"
-            )
-        return self
-
-    @property
-    def readable_roots(self) -> tuple[Path, ...]:
-        """Every root this caller may read: the writable ones first (relative paths start
-        at the first), then the read roots."""
-        return (*self.roots, *self.read_roots)
 
     @field_validator("env")
     @classmethod
@@ -161,6 +132,7 @@ class Policy(BaseModel):
             processes=self.max_processes,
             memory_bytes=self.max_memory_mb << 20,
             python=python,
+            cpu_seconds=self.max_cpu_seconds or math.ceil(self.timeout * (os.cpu_count() or 1)),
         )
 
     def process_env(self) -> dict[str, str]:
@@ -181,8 +153,38 @@ class McpServerConfig(BaseModel):
     command: str
     args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
-    cwd: Path | None = None
+    cwd: Path | None = Field(default=None, description="Default: the server's private HOME.")
     risk: Risk = Risk.MEDIUM
+    # The server's sandbox for its whole life (mcp_import.py; sandbox.py):
+    sandbox: bool = Field(default=True, description="false: unconfined, logged as a warning.")
+    roots: tuple[Path, ...] = Field(default=(), description="Folders it may write.")
+    read_roots: tuple[Path, ...] = Field(default=(), description="Folders it may read.")
+    python: bool = Field(default=False, description="The executor's Python, read-only.")
+    network: bool = False
+    max_processes: int = Field(default=256, gt=0, le=100_000, description="Threads count.")
+    max_memory_mb: int = Field(default=2048, gt=0, description="Address space per process.")
+    max_cpu_seconds: int | None = Field(default=None, gt=0, description="Per process; none.")
+
+    @field_validator("roots", "read_roots")
+    @classmethod
+    def _real_folders(cls, folders: tuple[Path, ...]) -> tuple[Path, ...]:
+        for folder in folders:
+            if not folder.is_absolute():
+                raise ValueError(f"{folder} must be an absolute path")
+        return tuple(Path(os.path.realpath(folder)) for folder in folders)
+
+    def confinement(self, scratch: Path) -> Confinement:
+        """The server's sandbox: its roots and ``scratch`` (its HOME) writable, its read
+        roots read-only, the system's programs read-only, the rest absent."""
+        return Confinement(
+            writable=(*self.roots, scratch),
+            readable=self.read_roots,
+            network=self.network,
+            processes=self.max_processes,
+            memory_bytes=self.max_memory_mb << 20,
+            python=self.python,
+            cpu_seconds=self.max_cpu_seconds or 0,
+        )
 
     @field_validator("env")
     @classmethod

@@ -1,13 +1,16 @@
 """Running a child process within limits: own session, capped output, all of it killed.
 
 The child starts in a new session (``start_new_session``), so it leads its own
-process group. At the timeout, and again when the child exits (background
-children it forked may still run), the whole group gets ``SIGKILL``, and so does
-every process that left the group (``setsid``, a double fork): its descendants
-found through ``/proc``, and every process whose environment still carries this
-run's marker (``AGENTBUS_TOOL_RUN=<id>``, inherited across forks and execs). Output
-(stdout and stderr, interleaved) is kept up to the cap; the rest is read and
-dropped so the child never blocks on a full pipe.
+process group, and in a ``pids`` cgroup of its own where one can be made
+(:func:`~agentbus.tool_executor.sandbox.pids_group`). At the timeout, and again when
+the child exits (background children it forked may still run), the group gets
+``SIGKILL``, and so does every process that left it (``setsid``, a double fork):
+everything in the call's cgroup; inside bubblewrap the PID namespace ends them all;
+only with neither, its descendants found through ``/proc`` and every process whose
+environment still carries this run's marker (``AGENTBUS_TOOL_RUN=<id>``, inherited
+across forks and execs). The exit is seen through asyncio's subprocess protocol
+(``process_exited``), not by polling. Output (stdout and stderr, interleaved) is kept
+up to the cap; the rest is read and dropped so the child never blocks on a full pipe.
 
 The child gets exactly ``env`` (see :mod:`agentbus.tool_executor.environment`), never
 the executor's own environment, plus the marker and, unless ``env`` sets them,
@@ -28,12 +31,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentbus.tool_executor.environment import with_scratch
-from agentbus.tool_executor.sandbox import Confinement, joined, limited, pids_group, sandbox
+from agentbus.tool_executor.sandbox import (
+    Confinement,
+    joined,
+    kill_members,
+    limited,
+    pids_group,
+    sandbox,
+)
 
 RUN_MARKER = "AGENTBUS_TOOL_RUN"
 """The environment variable that marks every process of one run (value: the run's id)."""
 _PROC = Path("/proc")
 _KILL_ROUNDS = 10
+UNCONFINED_PROCESSES = 512
+"""The process limit of git's unsandboxed look at a repository (its cgroup's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +117,6 @@ def _kill_run(pid: int, marker: bytes) -> None:
         escaped = set()
 
 
-async def _exited(process: asyncio.subprocess.Process) -> int:
-    """The exit code as soon as the child exits. ``Process.wait()`` also waits until its
-    pipes close, which a background grandchild holding stdout would put off to the timeout."""
-    delay = 0.001
-    while process.returncode is None:
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return process.returncode
-
-
 async def run_process(
     argv: list[str],
     *,
@@ -127,19 +129,50 @@ async def run_process(
     """Run ``argv`` (no shell) in the sandbox ``confine`` describes (``sandbox.py``) and
     return its output, exit code and whether it timed out. ``None`` runs it as it is: only
     for git's read-only look at a repository's layout and config, which must see the real
-    file system to refuse what points outside."""
+    file system to refuse what points outside (still in a cgroup of its own, to be killed)."""
     with (
         tempfile.TemporaryDirectory(prefix="agentbus-run-", ignore_cleanup_errors=True) as tmp,
-        pids_group(confine.processes if confine else 0) as group,
+        pids_group(confine.processes if confine else UNCONFINED_PROCESSES) as group,
     ):
-        wrapped = sandbox().wrap(argv, cwd, Path(tmp), confine) if confine else argv
+        namespaced = confine is not None and sandbox().bwrap is not None
+        if confine is not None:
+            argv = limited(sandbox().wrap(argv, cwd, Path(tmp), confine), confine)
         return await _run(
-            joined(limited(wrapped, confine), group) if confine else wrapped,
+            joined(argv, group),
             cwd=cwd,
             env=with_scratch(env, tmp),
             timeout=timeout,
             limit=max_output,
+            group=group,
+            namespaced=namespaced,
         )
+
+
+class _Collector(asyncio.SubprocessProtocol):
+    """The child's output up to ``limit`` (the rest read and dropped, so the child never
+    blocks on a full pipe), and two moments: the child exited (``exited``, from the event
+    loop's child watcher: no polling) and every pipe closed too (``closed``)."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.truncated = False
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        room = self.limit - len(self.kept)
+        if len(data) > room:
+            self.truncated = True
+        self.kept.extend(data[: max(0, room)])
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 async def _run(
@@ -149,11 +182,14 @@ async def _run(
     env: dict[str, str],
     timeout: float,
     limit: int,
+    group: Path | None,
+    namespaced: bool,
 ) -> ProcessResult:
     started = time.monotonic()
     run_id = uuid.uuid4().hex
-    marker = f"{RUN_MARKER}={run_id}".encode()
-    process = await asyncio.create_subprocess_exec(
+    loop = asyncio.get_running_loop()
+    transport, collector = await loop.subprocess_exec(
+        lambda: _Collector(limit, loop),
         *argv,
         cwd=cwd,
         env={**env, RUN_MARKER: run_id},
@@ -162,43 +198,39 @@ async def _run(
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )
-    kept = bytearray()
-    truncated = False
-
-    async def pump() -> None:
-        nonlocal truncated
-        assert process.stdout is not None
-        while chunk := await process.stdout.read(1 << 16):
-            room = limit - len(kept)
-            if len(chunk) > room:
-                truncated = True
-            kept.extend(chunk[: max(0, room)])
-
-    reader = asyncio.ensure_future(pump())
+    pid = transport.get_pid()
     timed_out = False
     try:
-        await asyncio.wait_for(_exited(process), timeout)
+        # The call ends when the command exits, not when its pipes close: a background
+        # child holding stdout would otherwise put it off to the timeout.
+        await asyncio.wait_for(asyncio.shield(collector.exited), timeout)
     except TimeoutError:
         timed_out = True
     finally:
-        # The child's session, and what left it (the child leads the group, so it dies too).
-        # The /proc scan (about 20 us per process on the machine) runs off the event loop,
-        # shielded: a cancellation of this call does not interrupt it.
-        await asyncio.shield(asyncio.to_thread(_kill_run, process.pid, marker))
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-    exit_code = await _exited(process)
-    # Every writer of the pipe is dead now, so the reader reaches EOF promptly; one we could
-    # not kill (another user's) keeps it open, so do not wait forever for it.
+        # The child's session (the child leads its group), then what left it: everything in
+        # the call's cgroup; inside bubblewrap's PID namespace nothing outlives its init,
+        # which dies with the child; only without either, a /proc scan (off the event loop,
+        # shielded: a cancellation of this call does not interrupt it).
+        _kill_group(pid)
+        if group is not None:
+            kill_members(group)
+        elif not namespaced:
+            await asyncio.shield(
+                asyncio.to_thread(_kill_run, pid, f"{RUN_MARKER}={run_id}".encode())
+            )
+    await collector.exited
+    # Every writer of the pipe is dead now, so it closes promptly; one we could not kill
+    # (another user's) keeps it open, so do not wait forever for it.
     try:
-        await asyncio.wait_for(reader, 2.0)
-        await asyncio.wait_for(process.wait(), 2.0)  # the transport closes with its pipes
+        await asyncio.wait_for(asyncio.shield(collector.closed), 2.0)
     except TimeoutError:
-        truncated = True
+        collector.truncated = True
+    transport.close()
+    exit_code = transport.get_returncode()
     return ProcessResult(
-        output=kept.decode("utf-8", errors="replace"),
-        truncated=truncated,
-        exit_code=exit_code,
+        output=collector.kept.decode("utf-8", errors="replace"),
+        truncated=collector.truncated,
+        exit_code=-1 if exit_code is None else exit_code,
         timed_out=timed_out,
         duration=time.monotonic() - started,
     )

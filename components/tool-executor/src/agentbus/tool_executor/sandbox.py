@@ -4,14 +4,19 @@ With bubblewrap (``bwrap``, Debian's ``bubblewrap``) a process gets its own moun
 in which only the system's programs and libraries (read-only), the caller's roots and
 the run's scratch folder exist; no network unless the policy allows it; its own PID
 namespace, so every descendant (also one that left with ``setsid -f``) dies with the
-call; a fresh ``/proc`` (the executor's environment is not there to read). Resource
-limits apply in any case (through ``prlimit``): address space (memory), processes
-(``RLIMIT_NPROC``, which root ignores, so also a per-call ``pids`` cgroup where the v1
-hierarchy is writable) and no core files.
+call; a fresh ``/proc`` (the executor's environment is not there to read). Where
+mounting a fresh ``/proc`` is refused (Docker masks parts of its ``/proc``), processes
+get no ``/proc`` at all; the PID namespace still ends them with the call. Resource
+limits apply in any case (through ``prlimit``): address space (memory), CPU time,
+processes (``RLIMIT_NPROC``, which root ignores, so also a per-call ``pids`` cgroup where
+the v1 hierarchy is writable: every process of the call is killed through it) and no
+core files.
 
-Without a working ``bwrap`` (not installed, or user namespaces refused, as in a default
-Docker container) processes run with the limits only, confined by the path checks and
-the process-group kill; :func:`sandbox` says which, and the service logs it at start.
+Without a working ``bwrap`` (not installed, or user namespaces refused, as in a Docker
+container under the default seccomp profile) processes run with the limits only,
+confined by the path checks and the kill of their cgroup (or, without one, of their
+process group and what a ``/proc`` scan finds); :func:`sandbox` says which mode applies
+and why, and the service logs it at start.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -39,6 +45,9 @@ SYSTEM_READ_ONLY = (
 """What every sandboxed process sees read-only (missing ones are skipped); never ``/etc``
 as a whole (service env files with keys live there), ``/home``, ``/root`` or ``/proc``."""
 PIDS_HIERARCHY = Path("/sys/fs/cgroup/pids")
+_KILL_ROUNDS = 10
+_stale_groups: set[Path] = set()
+"""Groups of earlier calls whose removal failed (a killed process had not yet exited)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,10 @@ class Confinement:
     memory_bytes: int = 2 << 30
     python: bool = False
     """Also the executor's Python and its import path, read-only (python.test)."""
+    cpu_seconds: int = 0
+    """CPU time of each process (``RLIMIT_CPU``: SIGXCPU, then SIGKILL); 0: no limit."""
+    readable: tuple[Path, ...] = ()
+    """Folders visible read-only (an MCP server's ``read_roots``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,8 @@ class Sandbox:
 
     bwrap: str | None
     reason: str
+    proc: bool = True
+    """Whether the sandbox mounts a fresh ``/proc`` (refused in a Docker container)."""
 
     def wrap(
         self, argv: Sequence[str], cwd: Path, scratch: Path, confine: Confinement
@@ -70,12 +85,24 @@ class Sandbox:
         wrapped = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
         if confine.network:
             wrapped.append("--share-net")
-        wrapped += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs
+        if self.proc:
+            wrapped += ["--proc", "/proc"]
+        wrapped += ["--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs
         for path in (*SYSTEM_READ_ONLY, *(_python() if confine.python else ())):
             wrapped += ["--ro-bind-try", path, path]
         for folder in (*confine.writable, scratch):
             wrapped += ["--bind", str(folder), str(folder)]
+        for folder in confine.readable:
+            wrapped += ["--ro-bind", str(folder), str(folder)]
         return [*wrapped, "--chdir", str(cwd), "--", *argv]
+
+
+def visible(path: str, confine: Confinement) -> bool:
+    """Whether ``path`` (resolved) exists inside the sandbox ``confine`` describes."""
+    real = Path(os.path.realpath(path))
+    shown = (*SYSTEM_READ_ONLY, *(_python() if confine.python else ()))
+    folders = (*map(Path, shown), *confine.writable, *confine.readable)
+    return any(real.is_relative_to(os.path.realpath(folder)) for folder in folders)
 
 
 @cache
@@ -90,31 +117,52 @@ def _python() -> tuple[str, ...]:
 
 @cache
 def sandbox() -> Sandbox:
-    """Detected once: bubblewrap when it is installed and can make its namespaces here."""
+    """Detected once: bubblewrap when it is installed and can make its namespaces here,
+    with a fresh ``/proc`` where it may mount one (not in a Docker container)."""
     if os.environ.get("AGENTBUS_TOOLS_SANDBOX", "").lower() == "off":
         return Sandbox(None, "AGENTBUS_TOOLS_SANDBOX=off")
     found = shutil.which("bwrap")
     if found is None:
         return Sandbox(None, "bwrap is not installed (Debian: apt-get install bubblewrap)")
-    probe = [found, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "true"]
+    refused = _probe(found, "--proc", "/proc")
+    if refused is None:
+        return Sandbox(found, f"bubblewrap ({found})")
+    if _probe(found) is None:
+        return Sandbox(
+            found,
+            f"bubblewrap without /proc ({found}; mounting a fresh /proc was refused: "
+            f"{refused}; the PID namespace still ends every process with the call)",
+            proc=False,
+        )
+    hint = "; in Docker: security_opt seccomp=unconfined" if "ermission" in refused else ""
+    return Sandbox(None, f"bwrap cannot make its namespaces here ({refused}{hint})")
+
+
+def _probe(bwrap: str, *extra: str) -> str | None:
+    """Why a minimal bwrap run with ``extra`` fails here, or ``None`` when it works."""
+    probe = [bwrap, "--unshare-all", "--ro-bind", "/", "/", *extra, "true"]
     try:
         done = subprocess.run(probe, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Sandbox(None, f"bwrap does not run: {exc}")
-    if done.returncode != 0:
-        why = done.stderr.decode(errors="replace").strip() or f"exit code {done.returncode}"
-        return Sandbox(None, f"bwrap cannot make its namespaces here ({why})")
-    return Sandbox(found, f"bubblewrap ({found})")
+        return f"bwrap does not run: {exc}"
+    if done.returncode == 0:
+        return None
+    return done.stderr.decode(errors="replace").strip() or f"exit code {done.returncode}"
 
 
 @contextlib.contextmanager
 def pids_group(limit: int) -> Iterator[Path | None]:
-    """A cgroup (v1 ``pids``) allowing ``limit`` processes for one call, where this process
-    may make one; removed afterwards (its processes are dead by then). ``limit`` 0: none."""
-    group = PIDS_HIERARCHY / "agentbus-tools" / uuid.uuid4().hex
+    """A cgroup (v1 ``pids``) allowing ``limit`` processes for one call (or one MCP
+    server), where this process may make one; afterwards every process in it is killed and
+    it is removed, or, while a killed process is still exiting, removed by a later call.
+    ``limit`` 0: none."""
     if limit <= 0:
         yield None
         return
+    for stale in list(_stale_groups):
+        if _removed(stale):
+            _stale_groups.discard(stale)
+    group = PIDS_HIERARCHY / "agentbus-tools" / uuid.uuid4().hex
     try:
         group.mkdir(parents=True)
         (group / "pids.max").write_text(str(limit))
@@ -124,8 +172,35 @@ def pids_group(limit: int) -> Iterator[Path | None]:
     try:
         yield group
     finally:
-        with contextlib.suppress(OSError):
-            group.rmdir()
+        kill_members(group)
+        if not _removed(group):
+            _stale_groups.add(group)
+
+
+def kill_members(group: Path) -> None:
+    """SIGKILL every process in ``group``; again while any remain (they may fork meanwhile,
+    up to the group's limit). One file read a round: no scan of ``/proc``."""
+    for _ in range(_KILL_ROUNDS):
+        try:
+            members = (group / "cgroup.procs").read_text().split()
+        except OSError:
+            return
+        if not members:
+            return
+        for member in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.kill(int(member), signal.SIGKILL)
+
+
+def _removed(group: Path) -> bool:
+    try:
+        group.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        kill_members(group)
+        return False
+    return True
 
 
 def limited(argv: Sequence[str], confine: Confinement) -> list[str]:
@@ -135,7 +210,10 @@ def limited(argv: Sequence[str], confine: Confinement) -> list[str]:
     if prlimit is None:
         return list(argv)
     memory, processes = confine.memory_bytes, confine.processes
-    return [prlimit, f"--as={memory}", f"--nproc={processes}", "--core=0", "--", *argv]
+    limits = [f"--as={memory}", f"--nproc={processes}", "--core=0"]
+    if confine.cpu_seconds > 0:
+        limits.append(f"--cpu={confine.cpu_seconds}:{confine.cpu_seconds + 1}")
+    return [prlimit, *limits, "--", *argv]
 
 
 @cache
@@ -156,4 +234,13 @@ def joined(argv: Sequence[str], group: Path | None) -> list[str]:
     return ["/bin/sh", "-c", join, str(group / "cgroup.procs"), *argv]
 
 
-__all__ = ["Confinement", "Sandbox", "joined", "limited", "pids_group", "sandbox"]
+__all__ = [
+    "Confinement",
+    "Sandbox",
+    "joined",
+    "kill_members",
+    "limited",
+    "pids_group",
+    "sandbox",
+    "visible",
+]

@@ -66,7 +66,7 @@ async def test_list_show_reject_and_a_refused_approval(bus: Bus, nats_url: str) 
     assert f"escalation {escalation.id} is rejected; only open can become approved" in again.stderr
     unknown = agentbus(*url, "escalations", "show", "no-such-id")
     assert unknown.returncode == 2
-    assert "no escalation with id 'no-such-id'" in unknown.stderr
+    assert "no escalation id is or starts with 'no-such-id'" in unknown.stderr
     kept, _ = await EscalationStore(bus).find(escalation.id)
     assert (kept.status, kept.resolved_by) == ("rejected", "grace")
     assert (
@@ -136,3 +136,29 @@ async def test_a_pointer_deployment_is_what_deploy_status_shows(bus: Bus, nats_u
     record = json.loads(shown.stdout)
     assert (record["version"], record["commit"], record["color"]) == ("1.0.1", "b" * 40, "green")
     assert (record["previous"]["version"], record["previous"]["color"]) == ("1.0.0", "blue")
+
+
+async def test_escalations_by_a_unique_prefix(bus: Bus, nats_url: str) -> None:
+    component, base = f"cli-{new_id()[:6]}", new_id()[:10]
+    for suffix in ("a1", "b2"):
+        await EscalationStore(bus).create(
+            Escalation(
+                id=base + suffix,
+                component=component,
+                reason="why",
+                rule="breaking change",
+                event="interface.changed",
+                payload={},
+                resume="code-change",
+                created_at=now(),
+            )
+        )
+    url = ("--nats-url", nats_url)
+    ambiguous = agentbus(*url, "escalations", "show", base)
+    assert ambiguous.returncode == 2
+    assert f"{base}a1" in ambiguous.stderr
+    assert f"{base}b2" in ambiguous.stderr
+    assert "ambiguous" in ambiguous.stderr
+    shown = agentbus(*url, "escalations", "show", base + "b", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == base + "b2"

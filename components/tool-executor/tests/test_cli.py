@@ -13,6 +13,7 @@ import pytest
 from executor_helpers import Workspace
 
 from agentbus.framework.testing import child_environment
+from agentbus.tool_executor.approvals import approval_id
 
 AGENTBUS = [sys.executable, "-m", "agentbus.framework.cli"]
 
@@ -90,9 +91,12 @@ def test_tools_and_approvals_from_the_command_line(
     approval = json.loads(asked.stdout)["approval_id"]
     pending = cli("approvals", "list", "--status", "pending", "--json", env=env)
     assert [a["approval_id"] for a in json.loads(pending.stdout)] == [approval]
-    approved = cli("approvals", "approve", approval, "--by", "ada", env=env)
-    assert approved.returncode == 0
-    assert "approved" in approved.stdout
+    narrow = cli("approvals", "list", env={**env, "COLUMNS": "80"})
+    assert all(len(line) <= 80 for line in narrow.stdout.splitlines()), narrow.stdout
+    assert approval in first_column(narrow.stdout)  # folded, never cut
+    approved = cli("approvals", "approve", approval[:8], "--by", "ada", env=env)  # a prefix
+    assert approved.returncode == 0, approved.stderr
+    assert f"{approval}: approved" in approved.stdout
     done = cli(*write, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "completed"
@@ -102,3 +106,44 @@ def test_tools_and_approvals_from_the_command_line(
                   "agent", env=env)  # fmt: skip
     assert refused.returncode == 1
     assert "forbidden" in refused.stderr
+
+
+@pytest.mark.slow
+def test_approvals_are_named_by_a_unique_prefix(cluster: dict[str, str]) -> None:
+    env = cluster
+    first = "prefix-0"
+    # a second key whose approval id starts with the same character (found, not random)
+    second = next(
+        key
+        for key in (f"prefix-{i}" for i in range(1, 1000))
+        if approval_id("agent", key)[0] == approval_id("agent", first)[0]
+    )
+    ids = []
+    for key in (first, second):
+        asked = cli("tools", "run", "fs.write", "--args", '{"path": "p.txt", "content": "x"}',
+                    "--caller", "agent", "--idempotency-key", key, env=env)  # fmt: skip
+        assert asked.returncode == 3, asked.stderr
+        ids.append(json.loads(asked.stdout)["approval_id"])
+    assert ids == [approval_id("agent", first), approval_id("agent", second)]
+
+    ambiguous = cli("approvals", "deny", ids[0][0], env=env)
+    assert ambiguous.returncode == 2
+    assert "ambiguous" in ambiguous.stderr
+    assert ids[0] in ambiguous.stderr
+    assert ids[1] in ambiguous.stderr
+    unknown = cli("approvals", "deny", "not-an-id", env=env)
+    assert unknown.returncode == 2
+    assert "no approval id is or starts with 'not-an-id'" in unknown.stderr
+    assert "approvals list" in unknown.stderr
+
+    common = next(i for i, (a, b) in enumerate(zip(*ids, strict=True)) if a != b)
+    denied = cli("approvals", "deny", ids[1][: common + 1], env=env)
+    assert denied.returncode == 0, denied.stderr
+    assert f"{ids[1]}: denied" in denied.stdout
+    pending = cli("approvals", "list", "--status", "pending", "--json", env=env)
+    assert [a["approval_id"] for a in json.loads(pending.stdout)] == [ids[0]]
+
+
+def first_column(table: str) -> str:
+    """The first column of a Rich table, its folded lines joined."""
+    return "".join(line.split("│")[1].strip() for line in table.splitlines() if "│" in line)

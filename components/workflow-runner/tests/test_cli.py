@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +82,62 @@ async def test_runs_list_show_resume_and_cancel(
     code, output = await agentbus(nats_url, tmp_path, "run", "tool_loop", "-i", '{"prompt": 1}')
     assert code == 1, output
     assert "schema_violation" in output
+
+
+async def test_runs_are_named_by_a_unique_prefix_and_listed_whole(
+    stack: Any, bus: Bus, fake_model: FakeModel, nats_url: str, tmp_path: Path
+) -> None:
+    fake_model.brain = lambda received: answer(received, "done")
+    long_id = "f9772c48a1b2c3d4e5f60718293a4b5c6d7e8f90"
+    for run_id in ("pre-aa", "pre-ab", long_id):
+        data = json.dumps({"prompt": "p", "model": "fast"})
+        code, output = await agentbus(
+            nats_url, tmp_path, "run", "tool_loop", "-i", data, "--run-id", run_id
+        )
+        assert code == 0, output
+        await wait_status(bus, run_id, "finished")
+
+    code, output = await agentbus(nats_url, tmp_path, "runs", "show", "pre-a")
+    assert code == 2, output
+    assert "'pre-a' is ambiguous: 2 run ids start with it (pre-aa, pre-ab)" in output
+    code, output = await agentbus(nats_url, tmp_path, "runs", "cancel", "zzz")
+    assert code == 2, output
+    assert "no run id is or starts with 'zzz'; `runs list` lists them" in output
+
+    code, output = await agentbus(nats_url, tmp_path, "runs", "show", "pre-ab", "--json")
+    assert code == 0, output
+    assert json.loads(output)["run_id"] == "pre-ab"
+    code, output = await agentbus(nats_url, tmp_path, "runs", "show", "f977")
+    assert code == 0, output
+    assert f"run {long_id} (tool_loop): finished" in output
+    code, output = await agentbus(nats_url, tmp_path, "runs", "follow", "f97")
+    assert code == 0, output
+    assert "■ finished" in output
+    code, output = await agentbus(nats_url, tmp_path, "runs", "cancel", "f9772c", "--reason", "x")
+    assert code == 0, output
+    assert f"run {long_id} finished" in output
+    code, output = await agentbus(nats_url, tmp_path, "runs", "resume", "f9")
+    assert code != 2, output  # found: what the runner says of a finished run is its own
+
+    narrow = await narrow_list(nats_url, tmp_path)
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "…" not in first_column(narrow)
+    assert long_id in first_column(narrow)  # folded onto lines, never cut
+
+
+async def narrow_list(nats_url: str, tmp_path: Path) -> str:
+    """``runs list`` on an 80-column terminal."""
+    env = {**os.environ, "AGENTBUS_NATS_URL": nats_url, "COLUMNS": "80",
+           "AGENTBUS_DATA_DIR": str(tmp_path / "cli")}  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentbus.framework.cli", "runs", "list",
+        env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, output
+    return output.decode()
+
+
+def first_column(table: str) -> str:
+    """The first column of a Rich table, its folded lines joined."""
+    return "".join(line.split("│")[1].strip() for line in table.splitlines() if "│" in line)

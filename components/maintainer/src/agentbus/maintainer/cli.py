@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import typer
 from nats.aio.msg import Msg
 from rich.logging import RichHandler
-from rich.table import Table
+from rich.table import Column, Table
 
 from agentbus.framework import Bus, ConfigError, EmbeddedNats, resolve_nats_url, serve
 from agentbus.framework.cli import console, options, print_json_lines, run, with_bus
@@ -159,7 +159,9 @@ def escalations_list(
     if not found:
         console.print("no escalations")
         return
-    table = Table("id", "component", "status", "event", "resume", "reason")
+    # nothing cut (an id must stay whole to be named): long values fold onto more lines
+    columns = ("id", "component", "status", "event", "resume", "reason")
+    table = Table(*(Column(name, overflow="fold") for name in columns))
     for e in found:
         table.add_row(e.id, e.component, e.status, e.event, e.resume, e.reason)
     console.print(table)

@@ -21,7 +21,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from agentbus.framework import ESCALATIONS, Bus, declare_stream, key_value, to_json
+from agentbus.framework import ESCALATIONS, Bus, ConfigError, declare_stream, key_value, to_json
+from agentbus.framework.ids import by_prefix
 from agentbus.interfaces.catalog.maintenance import Escalation, EscalationStatus
 from agentbus.interfaces.metadata import MSG_ID
 from agentbus.interfaces.subjects import escalation_subject
@@ -128,12 +129,12 @@ class EscalationStore:
 
     async def find(self, escalation_id: str) -> tuple[Escalation, int]:
         """By id (or a unique prefix of it), in any component."""
-        matches = [k for k in await self.keys() if k.split(".", 1)[1].startswith(escalation_id)]
-        if not matches:
-            raise EscalationNotFound(f"no escalation with id {escalation_id!r}")
-        if len(matches) > 1:
-            raise EscalationNotFound(f"{escalation_id!r} is ambiguous: {', '.join(matches)}")
-        return await self._get_key(matches[0])
+        keys = {k.split(".", 1)[1]: k for k in await self.keys()}
+        try:
+            found = by_prefix(escalation_id, keys, "escalation", listed_by="escalations list")
+        except ConfigError as exc:  # none, or more than one: the message says which
+            raise EscalationNotFound(str(exc)) from None
+        return await self._get_key(keys[found])
 
     async def decide(
         self, escalation_id: str, decision: Literal["approve", "reject"], *, by: str, note: str

@@ -13,10 +13,11 @@ import json
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from agentbus.framework import Bus, ConfigError, to_json
 from agentbus.framework.cli import (
+    by_prefix,
     console,
     err_console,
     options,
@@ -164,7 +165,9 @@ def approvals_list(
     if not approvals:
         console.print("no approvals")
         return
-    table = Table("id", "status", "caller", "tool", "risk", "requested", "arguments")
+    # nothing cut (an id must stay whole to be named): long values fold onto more lines
+    columns = ("id", "status", "caller", "tool", "risk", "requested", "arguments")
+    table = Table(*(Column(name, overflow="fold") for name in columns))
     for a in approvals:
         table.add_row(
             a["approval_id"],
@@ -185,14 +188,15 @@ def _decide(
     by: str,
     note: str | None,
 ) -> None:
-    request = DecideRequest(
-        approval_id=approval_id,
-        decision=decision,
-        decided_by=by,
-        note=note,
-    )
-
     async def work(bus: Bus) -> dict[str, Any]:
+        known = await bus.request(APPROVALS_LIST, ListApprovalsRequest(status=None))
+        found = by_prefix(
+            approval_id,
+            (a.approval_id for a in known.approvals),
+            "approval",
+            listed_by="approvals list",
+        )
+        request = DecideRequest(approval_id=found, decision=decision, decided_by=by, note=note)
         reply = await bus.request(APPROVALS_DECIDE, request)
         approval: dict[str, Any] = json.loads(to_json(reply.approval))
         return approval
@@ -208,9 +212,17 @@ ByOption = Annotated[str, typer.Option("--by", help="Who decides (recorded).")]
 NoteOption = Annotated[str | None, typer.Option("--note", help="Why (recorded).")]
 
 
+ApprovalIdArgument = Annotated[
+    str, typer.Argument(help="The approval id, or a unique prefix of it.")
+]
+
+
 @approvals_app.command("approve")
 def approve(
-    ctx: typer.Context, approval_id: str, by: ByOption = "cli", note: NoteOption = None
+    ctx: typer.Context,
+    approval_id: ApprovalIdArgument,
+    by: ByOption = "cli",
+    note: NoteOption = None,
 ) -> None:
     """Approve a pending call; it runs when retried with its idempotency key."""
     _decide(ctx, approval_id, "approve", by, note)
@@ -218,7 +230,10 @@ def approve(
 
 @approvals_app.command("deny")
 def deny(
-    ctx: typer.Context, approval_id: str, by: ByOption = "cli", note: NoteOption = None
+    ctx: typer.Context,
+    approval_id: ApprovalIdArgument,
+    by: ByOption = "cli",
+    note: NoteOption = None,
 ) -> None:
     """Deny a pending call; retries are refused."""
     _decide(ctx, approval_id, "deny", by, note)

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentbus.framework import Bus, RemoteError
-from agentbus.framework.cli import console, options, parse_json, run, with_bus
+from agentbus.framework.cli import by_prefix, console, options, parse_json, run, with_bus
 from agentbus.interfaces.catalog.workflows import (
     TERMINAL,
     WORKFLOWS_CANCEL,
@@ -58,6 +58,8 @@ run_app = typer.Typer(
     subcommand_metavar="",
 )
 runs_app = typer.Typer(help="Workflow runs: list, show, follow, cancel, resume, purge.")
+
+RunIdArgument = Annotated[str, typer.Argument(help="The run id, or a unique prefix of it.")]
 
 EXIT = {"finished": 0, "failed": 1, "cancelled": 1}
 
@@ -111,9 +113,10 @@ def list_runs(
     if as_json:
         console.print_json(reply.model_dump_json())
         return
+    # nothing cut (an id must stay whole to be named): long values fold onto more lines
     table = Table(title="workflow runs")
     for column in ("run", "workflow", "status", "created", "attempts", "error"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for item in reply.runs:
         error = f"{item.error.code}: {item.error.message}" if item.error else ""
         table.add_row(
@@ -130,13 +133,14 @@ def list_runs(
 @runs_app.command("show")
 def show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument()],
+    run_id: RunIdArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A run: status, steps, pending approvals, result or error."""
 
     async def work(bus: Bus) -> RunInfo:
-        return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
+        found = await resolve_run_id(bus, run_id)
+        return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=found))).run
 
     info = run(with_bus(options(ctx), work))
     if as_json:
@@ -161,21 +165,26 @@ def show(
 
 
 @runs_app.command("follow")
-def follow(ctx: typer.Context, run_id: Annotated[str, typer.Argument()]) -> None:
+def follow(ctx: typer.Context, run_id: RunIdArgument) -> None:
     """Show a run's progress from its start until it ends."""
-    sys.exit(run(with_bus(options(ctx), lambda bus: follow_run(bus, run_id))))
+
+    async def work(bus: Bus) -> int:
+        return await follow_run(bus, await resolve_run_id(bus, run_id))
+
+    sys.exit(run(with_bus(options(ctx), work)))
 
 
 @runs_app.command("cancel")
 def cancel(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument()],
+    run_id: RunIdArgument,
     reason: Annotated[str | None, typer.Option(help="Why (kept with the run).")] = None,
 ) -> None:
     """Cancel a run; its finished steps stay recorded."""
 
     async def work(bus: Bus) -> Any:
-        return await bus.request(WORKFLOWS_CANCEL, CancelRequest(run_id=run_id, reason=reason))
+        found = await resolve_run_id(bus, run_id)
+        return await bus.request(WORKFLOWS_CANCEL, CancelRequest(run_id=found, reason=reason))
 
     reply = run(with_bus(options(ctx), work))
     console.print(f"run [bold]{reply.run_id}[/] {_status(reply.status)}")
@@ -184,7 +193,7 @@ def cancel(
 @runs_app.command("resume")
 def resume(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument()],
+    run_id: RunIdArgument,
     approve: Annotated[
         list[str] | None, typer.Option("--approve", help="Approve this tool-call id.")
     ] = None,
@@ -204,7 +213,8 @@ def resume(
     continue it; without decisions, queue a waiting run again."""
 
     async def work(bus: Bus) -> int:
-        info = (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
+        info = await _get(bus, await resolve_run_id(bus, run_id))
+        run_id_found = info.run_id
         decisions: dict[str, str] = {}
         if approve_all:
             decisions = {p.tool_call_id: "approve" for p in info.pending_approvals}
@@ -214,16 +224,26 @@ def resume(
             decided = await decide_pending(bus, info, decisions, decided_by=by, note=note)
             for call_id, status in sorted(decided.items()):
                 console.print(f"{call_id}: {status}")
-            info = await _until_taken(bus, run_id, set(decided))
+            info = await _until_taken(bus, run_id_found, set(decided))
             console.print(f"run [bold]{info.run_id}[/] {_status(info.status)}")
             _print_pending(info.run_id, info.pending_approvals)
         else:
-            reply = await bus.request(WORKFLOWS_RESUME, ResumeRequest(run_id=run_id))
+            reply = await bus.request(WORKFLOWS_RESUME, ResumeRequest(run_id=run_id_found))
             console.print(f"run [bold]{reply.run_id}[/] {_status(reply.status)}")
             _print_pending(reply.run_id, reply.pending_approvals)
-        return await follow_run(bus, run_id) if follow_after else 0
+        return await follow_run(bus, run_id_found) if follow_after else 0
 
     sys.exit(run(with_bus(options(ctx), work)))
+
+
+async def resolve_run_id(bus: Bus, given: str) -> str:
+    """The run id ``given`` is (whole) or starts (a unique prefix), from the runs' bucket."""
+    keys = await (await RunStore.open(bus.js)).keys("run.>")
+    return by_prefix(given, (k.removeprefix("run.") for k in keys), "run", listed_by="runs list")
+
+
+async def _get(bus: Bus, run_id: str) -> RunInfo:
+    return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
 
 
 async def _until_taken(bus: Bus, run_id: str, calls: set[str], timeout: float = 5.0) -> RunInfo:

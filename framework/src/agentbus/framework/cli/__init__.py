@@ -6,6 +6,7 @@ built with the helpers exported here (options, a connected bus, JSON output, dis
 
 from agentbus.framework.cli.common import (
     Options,
+    by_prefix,
     console,
     err_console,
     load_registry,
@@ -22,6 +23,7 @@ from agentbus.framework.cli.main import app, main
 __all__ = [
     "Options",
     "app",
+    "by_prefix",
     "console",
     "err_console",
     "load_registry",

@@ -17,6 +17,7 @@ from rich.console import Console
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.errors import ConfigError
+from agentbus.framework.ids import by_prefix as by_prefix  # for every id-taking command
 from agentbus.interfaces.catalog import REGISTRY
 from agentbus.interfaces.metadata import Source, new_id
 from agentbus.interfaces.registry import Registry

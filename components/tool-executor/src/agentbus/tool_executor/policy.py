@@ -7,6 +7,9 @@
 
     [policy.coder]
     roots = ["${WORKSPACE}"]         # every path must resolve inside one of these
+    read_roots = ["/srv/docs"]       # readable (fs.read/list/glob/grep, git.status/diff),
+                                     # never written; the most specific root decides, so a
+                                     # read root inside a writable root stays read-only
     tools = ["fs.*", "shell.exec", "git.*", "python.test"]
     commands = ["ls", "cat", "true"]  # argv[0] allow-list for shell.exec (runners need shell)
     shell = false                    # shell strings (always high risk) allowed at all?
@@ -28,6 +31,12 @@
     args = ["-m", "docs_server"]
     risk = "medium"
 
+Read roots: fs.write and fs.edit (and git.commit) refuse a path whose most specific
+root is a read root, also when reached through a link from a writable root; shell.exec
+and python.test path-check against the writable roots only; in the bubblewrap sandbox
+read roots are mounted read-only (without it, git.status and git.diff still take no
+optional locks there, so they write nothing).
+
 A caller without a policy gets ``[policy.default]`` when the file has one, else
 a policy that allows nothing. A policy can only narrow: unknown keys are errors.
 The executor reads the file again when it changes (:func:`describe_changes` says
@@ -43,7 +52,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agentbus.framework import ConfigError, load_toml
 from agentbus.interfaces.catalog.tools import Risk
@@ -68,6 +84,9 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     roots: tuple[Path, ...] = ()
+    read_roots: tuple[Path, ...] = Field(
+        default=(), description="Folders readable but never written (see the module doc)."
+    )
     tools: tuple[str, ...] = Field(default=(), description="Tool names or fnmatch patterns.")
     commands: tuple[str, ...] = ()
     shell: bool = False
@@ -89,7 +108,7 @@ class Policy(BaseModel):
         default=None, gt=0, description="CPU time per process (default: timeout x cores)."
     )
 
-    @field_validator("roots")
+    @field_validator("roots", "read_roots")
     @classmethod
     def _real_roots(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
         resolved = []
@@ -98,6 +117,21 @@ class Policy(BaseModel):
                 raise ValueError(f"root {root} must be an absolute path")
             resolved.append(Path(os.path.realpath(root)))
         return tuple(resolved)
+
+    @model_validator(mode="after")
+    def _roots_once(self) -> Policy:
+        if both := sorted(set(self.roots) & set(self.read_roots)):
+            raise ValueError(
+                f"{', '.join(map(str, both))} is in roots and in read_roots; keep it in one "
+                "(roots: writable, read_roots: read-only)"
+            )
+        return self
+
+    @property
+    def readable_roots(self) -> tuple[Path, ...]:
+        """Every root this caller may read: the writable ones first (relative paths start
+        at the first), then the read roots."""
+        return (*self.roots, *self.read_roots)
 
     @field_validator("env")
     @classmethod

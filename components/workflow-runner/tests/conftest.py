@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import FakeModel
+from runner_helpers import SIDE_EFFECT, FakeModel
 
 from agentbus.framework import EmbeddedNats
 from agentbus.model_gateway.service import ModelGateway
@@ -97,10 +97,6 @@ def workspace(tmp_path: Path) -> Path:
     script.write_text("#!/bin/sh\necho ran >> side.log; sleep 1.5; echo finished\n")
     script.chmod(0o755)
     return folder
-
-
-SIDE_EFFECT = "./side_effect.sh"
-"""A script in the workspace that leaves a mark (side.log), then takes 1.5 s."""
 
 
 def policy(workspace: Path, **extra: Any) -> dict[str, Any]:

@@ -36,6 +36,10 @@ from agentbus.model_gateway.testing import messages as messages
 from agentbus.model_gateway.testing import tool_results as tool_results
 from agentbus.workflow_runner import RunContext, StartWorkflow, WorkflowApp
 
+SIDE_EFFECT = "./side_effect.sh"
+"""A script in the workspace (conftest's ``workspace``) that leaves a mark (side.log), then
+takes 1.5 s."""
+
 
 async def get_run(bus: Bus, run_id: str) -> RunInfo:
     return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run

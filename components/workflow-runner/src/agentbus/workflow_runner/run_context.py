@@ -61,6 +61,9 @@ from agentbus.workflow_runner.settings import RunnerSettings
 from agentbus.workflow_runner.store import RunStore
 
 log = logging.getLogger("agentbus.workflow_runner.run_context")
+NO_EXECUTOR_PATIENCE = 30.0
+"""Seconds a tool call waits for any tool executor to answer (one restarting) before the
+run fails ``unavailable``."""
 
 T = TypeVar("T")
 
@@ -283,13 +286,21 @@ class RunContext(StepJournal):
             ) from None
 
     async def _execute_tool(self, request: ExecuteRequest) -> Completed | ToolFailure:
+        """Send the call in short attempts (``tool_attempt_timeout``) with the same
+        idempotency key until ``tool_timeout``: the executor runs it once and replays its
+        outcome; while it runs, a retry hears "still running" and waits; if the executor
+        died, its claim's lease lapses and a retry runs it again (see the executor's ledger)."""
         what = f"tools.execute {request.tool}"
         deadline = time.monotonic() + self._settings.tool_timeout
         attempt = 0
+        absent_since: float | None = None
         while True:
+            left = deadline - time.monotonic()
             try:
                 reply = await self._bus.request(
-                    TOOLS_EXECUTE, request, timeout=self._settings.tool_timeout
+                    TOOLS_EXECUTE,
+                    request,
+                    timeout=max(0.1, min(self._settings.tool_attempt_timeout, left)),
                 )
             except RemoteError as exc:
                 still_running = exc.code == ErrorCode.CONFLICT and "still running" in str(exc)
@@ -305,10 +316,26 @@ class RunContext(StepJournal):
                 if exc.code in TRANSIENT:
                     raise RunFailed(exc.code, f"{what}: {exc.reply.message}") from exc
                 return ToolFailure(tool=request.tool, code=exc.code, message=exc.reply.message)
-            except (NoRespondersError, RequestTimeoutError) as exc:
-                if attempt >= self._settings.step_retries:
-                    raise RunFailed("unavailable", f"{what}: {exc}") from exc
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            except RequestTimeoutError as exc:
+                if time.monotonic() >= deadline:
+                    raise RunFailed(
+                        "timeout",
+                        f"{what}: no outcome within the tool timeout "
+                        f"({self._settings.tool_timeout:g} s): {exc}",
+                    ) from exc
+                log.info("%s: no reply within one attempt; asking again with its key", what)
+                continue
+            except NoRespondersError as exc:
+                # No executor at all: one restarting (a crash, a deploy) is back in seconds.
+                absent_since = absent_since or time.monotonic()
+                if time.monotonic() - absent_since > NO_EXECUTOR_PATIENCE or (
+                    time.monotonic() >= deadline
+                ):
+                    raise RunFailed(
+                        "unavailable",
+                        f"{what}: no tool executor answered for {NO_EXECUTOR_PATIENCE:g} s: {exc}",
+                    ) from exc
+                await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
                 attempt += 1
                 continue
             if isinstance(reply.result, ApprovalRequired):

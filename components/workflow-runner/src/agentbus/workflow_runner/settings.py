@@ -38,6 +38,13 @@ class RunnerSettings(BaseSettings):
     )
     model_timeout: float = Field(default=120.0, gt=0, description="Seconds per model call/chunk.")
     tool_timeout: float = Field(default=330.0, gt=0, description="Seconds per tool call.")
+    tool_attempt_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds one request of a tool call waits for its reply before it is sent "
+        "again with the same idempotency key (until tool_timeout): a call whose executor died "
+        "is noticed in seconds, one still running answers 'still running' and is waited for.",
+    )
     step_retries: int = Field(
         default=4, ge=0, description="Retries of a step whose service is unavailable or timed out."
     )

@@ -61,6 +61,7 @@ _CODES = {
     "server": ErrorCode.UPSTREAM,
     "connection": ErrorCode.UPSTREAM,
     "malformed": ErrorCode.UPSTREAM,
+    "incomplete": ErrorCode.UPSTREAM,
     "timeout": ErrorCode.TIMEOUT,
     "bad_request": ErrorCode.INVALID,
     "auth": ErrorCode.NOT_CONFIGURED,
@@ -70,6 +71,8 @@ _ADVICE = {
     "server": "the provider is failing; retry later, or give the alias a fallback",
     "connection": "check the provider's base_url and that it is running",
     "malformed": "check that the provider's base_url points at a server speaking its protocol",
+    "incomplete": "the answer was cut off upstream (a dropped connection or a proxy); retry, "
+    "or give the alias a fallback",
     "timeout": "raise the provider's timeout in models.toml, or give the alias a fallback",
     "bad_request": "the provider rejected the request itself; fix the request",
     "auth": "check the provider's api_key in models.toml (or its environment variable)",

@@ -31,7 +31,7 @@ from agentbus.model_gateway.providers.base import (
     ProviderError,
     ProviderPart,
 )
-from agentbus.model_gateway.providers.translate import malformed_response, status_error
+from agentbus.model_gateway.providers.translate import cut_off, malformed_response, status_error
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; this applies when nobody set one
 
@@ -76,7 +76,7 @@ class AnthropicProvider(Provider):
             )
 
     async def stream(self, call: LanguageCall) -> AsyncGenerator[ProviderPart, None]:
-        finish: FinishReason = "other"
+        finish: FinishReason | None = None
         input_tokens = output_tokens = 0
         model = call.model
         tool_index: dict[int, int] = {}  # content block index -> tool call ordinal
@@ -107,6 +107,8 @@ class AnthropicProvider(Provider):
                             finish = _FINISH.get(event.delta.stop_reason or "", "other")
                             output_tokens = event.usage.output_tokens
                             input_tokens = event.usage.input_tokens or input_tokens
+        if finish is None:  # the body ended mid-answer: no message_delta with a stop reason
+            raise cut_off(self.name)
         yield Finished(
             finish_reason=finish,
             usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),

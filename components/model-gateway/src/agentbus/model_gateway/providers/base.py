@@ -10,8 +10,8 @@
         └── RetryingProvider       retries with backoff            (.limits_and_retries)
 
     ProviderError                  what any provider failure becomes; ``kind`` says which
-                                   (rate_limited, server, timeout, connection: retryable;
-                                   bad_request, auth, malformed: not)
+                                   (rate_limited, server, timeout, connection, incomplete:
+                                   retryable; bad_request, auth, malformed: not)
 """
 
 from __future__ import annotations
@@ -35,9 +35,19 @@ from agentbus.interfaces.catalog.model import (
 )
 
 ErrorKind = Literal[
-    "rate_limited", "server", "timeout", "connection", "bad_request", "auth", "malformed"
+    "rate_limited",
+    "server",
+    "timeout",
+    "connection",
+    "incomplete",
+    "bad_request",
+    "auth",
+    "malformed",
 ]
-RETRYABLE: frozenset[str] = frozenset({"rate_limited", "server", "timeout", "connection"})
+"""``incomplete``: a stream that ended before the provider said the answer was finished."""
+RETRYABLE: frozenset[str] = frozenset(
+    {"rate_limited", "server", "timeout", "connection", "incomplete"}
+)
 
 
 class ProviderError(Exception):
@@ -82,7 +92,8 @@ class Generation:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """The last part a provider stream yields."""
+    """The last part a provider stream yields, only when the provider said the answer is
+    finished (a finish or stop reason); a stream that just ends raises ``incomplete``."""
 
     finish_reason: FinishReason
     usage: Usage

@@ -38,6 +38,7 @@ from agentbus.model_gateway.providers.base import (
     ProviderPart,
 )
 from agentbus.model_gateway.providers.translate import (
+    cut_off,
     malformed_response,
     parse_arguments,
     status_error,
@@ -85,7 +86,7 @@ class OpenAICompatibleProvider(Provider):
             )
 
     async def stream(self, call: LanguageCall) -> AsyncGenerator[ProviderPart, None]:
-        finish: FinishReason = "other"
+        finish: FinishReason | None = None
         usage = Usage()
         model = call.model
         with translated(self.name):
@@ -112,6 +113,8 @@ class OpenAICompatibleProvider(Provider):
                                 )
                             if choice.finish_reason:
                                 finish = _FINISH.get(choice.finish_reason, "other")
+        if finish is None:  # the body ended mid-answer: no finish reason (nor, likely, [DONE])
+            raise cut_off(self.name)
         yield Finished(finish_reason=finish, usage=usage, model=model)
 
     async def embed(self, model: str, texts: list[str], dimensions: int | None) -> Embedding:

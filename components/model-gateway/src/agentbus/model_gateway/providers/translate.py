@@ -1,4 +1,5 @@
-"""Helpers both SDK adapters share: Retry-After, tool arguments, malformed responses."""
+"""Helpers both SDK adapters share: Retry-After, tool arguments, malformed and cut-off
+responses."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def status_error(
     if status < 400 or status >= 500 or status in (408, 409):
         return ProviderError("server", detail, status=status, retry_after=retry_after(response))
     return ProviderError("bad_request", detail, status=status)
+
+
+def cut_off(provider: str) -> ProviderError:
+    """A stream whose body ended before the provider said the answer was finished: the
+    connection or a proxy dropped it mid-answer. Retryable (before anything was passed on)."""
+    return ProviderError(
+        "incomplete",
+        f"{provider} ended the stream before the answer was finished (no finish reason)",
+    )
 
 
 def retry_after(response: httpx.Response | None) -> float | None:

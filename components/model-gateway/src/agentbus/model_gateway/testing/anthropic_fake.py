@@ -44,8 +44,11 @@ def anthropic_stream(
     model: str = "fake-claude",
     usage: tuple[int, int] = (12, 7),
     event_delay: float = 0.0,
+    cut_after: int | None = None,
 ) -> Scripted:
-    """Messages API stream events; ``tool_uses`` are ``(id, name, partial JSON pieces)``."""
+    """Messages API stream events; ``tool_uses`` are ``(id, name, partial JSON pieces)``.
+    ``cut_after``: the response ends after that many events (message_start, a text block's
+    start, then one per text)."""
     events = [
         sse(
             {
@@ -126,7 +129,7 @@ def anthropic_stream(
         )
     )
     events.append(sse({"type": "message_stop"}, "message_stop"))
-    return Scripted(events=events, event_delay=event_delay)
+    return Scripted(events=events, event_delay=event_delay, cut_after=cut_after)
 
 
 def anthropic_error(

@@ -11,7 +11,9 @@ official SDK, over HTTP, with SSE for streams. Tests script the replies::
         assert len(fake.requests) == 2
 
 A stream can be held part-way (``hold``, a ``threading.Event``) until the test
-lets it go on. Unscripted requests get the fake's default answer (a function of the
+lets it go on, or cut off after its first ``cut_after`` events (the HTTP response
+ends cleanly there: no finish reason, no ``[DONE]``, as when a proxy drops an
+upstream that died mid-answer). Unscripted requests get the fake's default answer (a function of the
 request). Received requests are recorded, and so is a client that hung up in the
 middle of a stream (``disconnected``).
 """
@@ -42,6 +44,8 @@ class Scripted:
     hold: threading.Event | None = None
     """Wait until this is set before answering (streams: after ``hold_after`` events)."""
     hold_after: int = 1
+    cut_after: int | None = None
+    """Streams: end the response (cleanly) after this many events; the rest is never sent."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,10 @@ class FakeServer:
         }
         writer.write(_head(reply.status, headers, None))
         hung_up = asyncio.ensure_future(reader.read(1))  # EOF: the client closed the stream
+        events = list(reply.events or [])
+        cut = reply.cut_after is not None and reply.cut_after < len(events)
         try:
-            for index, event in enumerate(reply.events or []):
+            for index, event in enumerate(events[: reply.cut_after]):
                 if index and reply.event_delay:
                     await asyncio.wait({hung_up}, timeout=reply.event_delay)
                 if index == reply.hold_after and reply.hold is not None:
@@ -187,7 +193,8 @@ class FakeServer:
                 await writer.drain()
             writer.write(b"0\r\n\r\n")
             await writer.drain()
-            self.streams_completed += 1
+            if not cut:
+                self.streams_completed += 1
         except ConnectionError:
             self.disconnected.set()
         finally:

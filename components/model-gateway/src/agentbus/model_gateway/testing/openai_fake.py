@@ -61,8 +61,10 @@ def openai_stream(
     model: str = "fake-gpt",
     usage: tuple[int, int] = (12, 7),
     event_delay: float = 0.0,
+    cut_after: int | None = None,
 ) -> Scripted:
-    """An SSE chat.completion.chunk stream; ``tool_calls`` are ``(id, name, argument pieces)``."""
+    """An SSE chat.completion.chunk stream; ``tool_calls`` are ``(id, name, argument pieces)``.
+    ``cut_after``: the response ends after that many events (the first is the role chunk)."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return sse(
@@ -115,7 +117,7 @@ def openai_stream(
         )
     )
     events.append(sse("[DONE]"))
-    return Scripted(events=events, event_delay=event_delay)
+    return Scripted(events=events, event_delay=event_delay, cut_after=cut_after)
 
 
 def openai_embeddings(vectors: list[list[float]], model: str = "fake-embed") -> Scripted:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from executor_helpers import SECRET, FakeWeb, Workspace
+from race_helpers import Swapper
 
 from agentbus.framework import RemoteError
 from agentbus.interfaces.catalog.tools import (
@@ -1210,6 +1211,244 @@ CASES: list[Case] = [
 ]
 
 
+# -- paths: races, escaped names, read roots (issue 13 items 3-4, paths part) ------------
+# Race cases: a second process swaps ws/d (a folder) and ws/link (a link to outside/canary,
+# whose files hold the secret) while one call walks the tree; the check stops it.
+
+RACE_FILES = 60
+RACE_MARKER = "outside-only-c4a1"
+_swappers: dict[Path, Swapper] = {}
+
+
+def racing_tree(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    canary = ws.outside / "canary"
+    (ws.ws / "d" / "sub").mkdir(parents=True)
+    (canary / "sub").mkdir(parents=True)
+    for index in range(RACE_FILES):
+        (ws.ws / "d" / "sub" / f"f{index}.txt").write_text("needle\n", encoding="utf-8")
+        (canary / "sub" / f"f{index}.txt").write_text(f"needle {SECRET}\n", encoding="utf-8")
+    (canary / RACE_MARKER).write_text(SECRET, encoding="utf-8")
+    (ws.ws / "link").symlink_to(canary, target_is_directory=True)
+    _swappers[ws.base] = Swapper(ws.ws / "d", ws.ws / "link", lifetime=30.0)
+
+
+def raced_and_stayed_inside(result: Completed, ws: Workspace) -> None:
+    swapper = _swappers.pop(ws.base)
+    running = swapper.running()
+    swapper.stop()
+    assert running, "the swapper had stopped before the call ended: nothing raced"
+    assert RACE_MARKER not in result.content + str(result.data)
+
+
+def escaped_name_read(result: Completed, ws: Workspace) -> None:
+    assert result.content == "needle\n"
+    assert result.data["path"] == str(ws.ws / "bad\\xffname.txt")
+
+
+def escaped_name_changed(expected: bytes) -> Check:
+    def check(result: Completed, ws: Workspace) -> None:
+        with open(os.path.join(os.fsencode(ws.ws), BAD_NAME), "rb") as file:
+            assert file.read() == expected
+        assert not (ws.ws / "bad\\xffname.txt").exists(), "a second file, spelt with \\"
+
+    return check
+
+
+def literal_and_escaped_names(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    non_utf8_name(ws, web, internal)
+    (ws.ws / "bad\\xffname.txt").write_text("literal\n", encoding="utf-8")
+
+
+def escaped_name_outside(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    with open(os.path.join(os.fsencode(ws.outside), b"se\xffcret.txt"), "wb") as out:
+        out.write(SECRET.encode() + b"\n")
+
+
+SHARED = {"read_roots": ["{outside}/shared"]}
+"""A read root outside the workspace (so the snapshot proves it is never written)."""
+
+
+def shared_docs(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    (ws.outside / "shared").mkdir()
+    (ws.outside / "shared" / "doc.txt").write_text("shared doc\n", encoding="utf-8")
+    (ws.ws / "into-ro.txt").symlink_to(ws.outside / "shared" / "doc.txt")
+    (ws.ws / "ro-dir").symlink_to(ws.outside / "shared", target_is_directory=True)
+
+
+def shared_repo(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    shared_docs(ws, web, internal)
+    repo = ws.outside / "shared" / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "a.txt").write_text("a\n", encoding="utf-8")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+    (repo / "a.txt").write_text("b\n", encoding="utf-8")
+
+
+def vendored(ws: Workspace, web: FakeWeb, internal: FakeWeb) -> None:
+    (ws.ws / "vendor").mkdir()
+    (ws.ws / "vendor" / "lib.txt").write_text("vendored\n", encoding="utf-8")
+
+
+def content_is(expected: str) -> Check:
+    def check(result: Completed, ws: Workspace) -> None:
+        assert result.content == expected
+
+    return check
+
+
+def status_shows_the_change(result: Completed, ws: Workspace) -> None:
+    assert " M a.txt" in result.content, result.content
+
+
+CASES.extend(
+    [
+        *(
+            Case(
+                f"race-{name}",
+                "races",
+                tool,
+                arguments,
+                "contained",
+                check=raced_and_stayed_inside,
+                setup=racing_tree,
+                policy={"timeout": 20.0},
+            )
+            for name, tool, arguments in (
+                ("grep-tree", "fs.grep", {"pattern": "needle", "max_matches": 10000}),
+                ("glob-tree", "fs.glob", {"pattern": "**/*"}),
+                ("glob-deep", "fs.glob", {"pattern": "**/sub/*.txt"}),
+                ("grep-some", "fs.grep", {"pattern": "needle", "glob": "f1*.txt"}),
+            )
+        ),
+        Case(
+            "fs-read-escaped-name",
+            "names",
+            "fs.read",
+            {"path": "bad\\xffname.txt"},
+            "contained",
+            check=escaped_name_read,
+            setup=non_utf8_name,
+        ),
+        Case(
+            "fs-edit-escaped-name",
+            "names",
+            "fs.edit",
+            {"path": "bad\\xffname.txt", "search": "needle", "replace": "found"},
+            "contained",
+            check=escaped_name_changed(b"found\n"),
+            setup=non_utf8_name,
+        ),
+        Case(
+            "fs-write-escaped-name",
+            "names",
+            "fs.write",
+            {"path": "bad\\xffname.txt", "content": "written\n"},
+            "contained",
+            check=escaped_name_changed(b"written\n"),
+            setup=non_utf8_name,
+        ),
+        Case(
+            "fs-literal-name-first",
+            "names",
+            "fs.read",
+            {"path": "bad\\xffname.txt"},
+            "contained",
+            check=content_is("literal\n"),
+            setup=literal_and_escaped_names,
+        ),
+        Case(
+            "fs-escaped-name-outside",
+            "names",
+            "fs.read",
+            {"path": "../outside/se\\xffcret.txt"},
+            "forbidden",
+            setup=escaped_name_outside,
+        ),
+        Case(
+            "ro-read",
+            "read roots",
+            "fs.read",
+            {"path": "{outside}/shared/doc.txt"},
+            "contained",
+            check=content_is("shared doc\n"),
+            setup=shared_docs,
+            policy=SHARED,
+        ),
+        *(
+            Case(
+                f"ro-{name}",
+                "read roots",
+                tool,
+                arguments,
+                "forbidden",
+                setup=shared_docs,
+                policy=SHARED,
+            )
+            for name, tool, arguments in (
+                ("write-new", "fs.write", {"path": "{outside}/shared/new.txt", "content": "x"}),
+                ("write-over", "fs.write", {"path": "{outside}/shared/doc.txt", "content": "x"}),
+                (
+                    "edit",
+                    "fs.edit",
+                    {"path": "{outside}/shared/doc.txt", "search": "doc", "replace": "x"},
+                ),
+                (
+                    "mkdir",
+                    "fs.write",
+                    {"path": "{outside}/shared/new/x.txt", "content": "x", "create_dirs": True},
+                ),
+                ("write-via-link", "fs.write", {"path": "into-ro.txt", "content": "x"}),
+                (
+                    "edit-via-link",
+                    "fs.edit",
+                    {"path": "into-ro.txt", "search": "doc", "replace": "x"},
+                ),
+                (
+                    "mkdir-via-folder-link",
+                    "fs.write",
+                    {"path": "ro-dir/n/x.txt", "content": "x", "create_dirs": True},
+                ),
+                ("dotdot", "fs.write", {"path": "../outside/shared/x.txt", "content": "x"}),
+                ("secret-beside", "fs.read", {"path": "{outside}/secret.txt"}),
+                ("shell-cwd", "shell.exec", {"argv": ["ls"], "cwd": "{outside}/shared"}),
+            )
+        ),
+        Case(
+            "ro-git-status-writes-nothing",
+            "read roots",
+            "git.status",
+            {"repo": "{outside}/shared/repo"},
+            "contained",
+            check=status_shows_the_change,
+            setup=shared_repo,
+            policy=SHARED,
+        ),
+        Case(
+            "ro-git-commit",
+            "read roots",
+            "git.commit",
+            {"repo": "{outside}/shared/repo", "message": "m"},
+            "forbidden",
+            setup=shared_repo,
+            policy=SHARED,
+        ),
+        Case(
+            "ro-nested-in-writable-root",
+            "read roots",
+            "fs.write",
+            {"path": "vendor/lib.txt", "content": "patched\n"},
+            "forbidden",
+            setup=vendored,
+            policy={"read_roots": ["{ws}/vendor"]},
+        ),
+    ]
+)
+# -- end of the paths part ---------------------------------------------------------------
+
+
 def fill(value: Any, names: dict[str, str]) -> Any:
     if isinstance(value, str):
         for key, text in names.items():
@@ -1253,7 +1492,8 @@ async def test_attack_is_refused_or_contained(
         "max_output": 4096,
         "timeout": 5.0,
     }
-    policy.update(case.policy)
+    placed = {"ws": str(workspace.ws), "outside": str(workspace.outside)}
+    policy.update(fill(case.policy, placed))  # read roots name these folders
     admin = {**policy, "commands": ["sh", "rm"], "shell": True}
     await start_executor({"policy": {"agent": policy, "admin": admin}})
     if case.setup is not None:

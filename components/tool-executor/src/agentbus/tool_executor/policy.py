@@ -158,10 +158,11 @@ class Policy(BaseModel):
 
     def confinement(self, *extra_writable: Path, python: bool = False) -> Confinement:
         """The sandbox of this caller's processes: its roots (and ``extra_writable``)
-        writable, the rest of the system read-only or absent (``sandbox.py``); ``python``:
-        the executor's Python too (python.test)."""
+        writable, its read roots read-only, the rest of the system read-only or absent
+        (``sandbox.py``); ``python``: the executor's Python too (python.test)."""
         return Confinement(
             writable=(*self.roots, *extra_writable),
+            readable=self.read_roots,
             network=self.network,
             processes=self.max_processes,
             memory_bytes=self.max_memory_mb << 20,

@@ -90,10 +90,12 @@ class Sandbox:
         wrapped += ["--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - a fresh tmpfs
         for path in (*SYSTEM_READ_ONLY, *(_python() if confine.python else ())):
             wrapped += ["--ro-bind-try", path, path]
-        for folder in (*confine.writable, scratch):
-            wrapped += ["--bind", str(folder), str(folder)]
-        for folder in confine.readable:
-            wrapped += ["--ro-bind", str(folder), str(folder)]
+        binds = [(folder, "--bind") for folder in (*confine.writable, scratch)]
+        binds += [(folder, "--ro-bind") for folder in confine.readable]
+        # Outer folders first: a read root inside a writable one is mounted over it (stays
+        # read-only), and the other way round.
+        for folder, how in sorted(binds, key=lambda bind: len(bind[0].parts)):
+            wrapped += [how, str(folder), str(folder)]
         return [*wrapped, "--chdir", str(cwd), "--", *argv]
 
 

@@ -10,7 +10,9 @@ overridden through ``GIT_CONFIG_COUNT`` and without the system config, and
 commits skip hooks. Filter, diff and merge drivers have names of the repository's
 choosing that no override reaches, so a repository whose config defines one is
 refused; and its working tree, git dir and common dir must resolve inside the roots
-(``_repo``). The ``fs.*`` tools write nothing inside ``.git``.
+(``_repo``). The ``fs.*`` tools write nothing inside ``.git``. git.status and git.diff
+also work in the policy's read roots (no optional locks: git writes no index there);
+git.commit only under a writable root.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def safe_env(ctx: ToolContext) -> dict[str, str]:
         {
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_TERMINAL_PROMPT": "0",
+            "GIT_OPTIONAL_LOCKS": "0",  # status and diff refresh no index (read roots)
             "GIT_CONFIG_COUNT": str(len(_SAFE_CONFIG)),
         }
     )
@@ -65,12 +68,16 @@ _RUNS_A_COMMAND = re.compile(
 filter or diff driver is named by ``.gitattributes``): such a repository is refused."""
 
 
-async def _repo(path: str, ctx: ToolContext) -> Path:
+async def _repo(path: str, ctx: ToolContext, *, write: bool = False) -> Path:
     """The top folder of the repository at ``path``, checked before any git command that could
     run the repository's programs: its working tree, git dir and common dir (a ``.git`` file,
     ``core.worktree`` and ``commondir`` may point anywhere) resolve inside the roots, and its
-    config names no filter, diff or merge driver."""
-    folder = paths.resolve(path, ctx.roots)
+    config names no filter, diff or merge driver. ``write``: all three under writable roots
+    (not read roots)."""
+    roots = ctx.policy.readable_roots
+    folder = paths.resolve(path, roots)
+    if write:
+        paths.write_root(folder, ctx.policy.roots, ctx.policy.read_roots)
     if not folder.is_dir():
         raise ToolFailed(f"{folder} is not a folder", code=ErrorCode.NOT_FOUND)
     layout = ("--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir")
@@ -84,7 +91,9 @@ async def _repo(path: str, ctx: ToolContext) -> Path:
     found = shown.output.splitlines()
     if len(found) != 3:
         raise ToolFailed(f"{folder} is a bare repository or not one git understands")
-    top, _git_dir, _common_dir = (paths.resolve(p, ctx.roots) for p in found)  # or Refused
+    top, git_dir, common_dir = (paths.resolve(p, roots) for p in found)  # or Refused
+    for place in (top, git_dir, common_dir) if write else ():
+        paths.write_root(place, ctx.policy.roots, ctx.policy.read_roots)
     if top != folder:
         raise ToolFailed(
             f"{folder} is not the top of a git repository (its top is {top})",
@@ -165,7 +174,7 @@ class DiffArgs(RepoArgs):
 async def diff(args: DiffArgs, ctx: ToolContext) -> ToolOutcome:
     """Unified diff of the working tree (or the index, with staged) of a repository."""
     root = await _repo(args.repo, ctx)
-    selected = [str(paths.resolve(p, ctx.roots, cwd=root)) for p in args.paths]
+    selected = [str(paths.resolve(p, ctx.policy.readable_roots, cwd=root)) for p in args.paths]
     argv = [
         "diff",
         "--no-color",
@@ -198,7 +207,7 @@ def _identity(args: CommitArgs) -> dict[str, str]:
 @tool("git.commit", risk=Risk.MEDIUM)
 async def commit(args: CommitArgs, ctx: ToolContext) -> ToolOutcome:
     """Stage the given files (or every change) and commit them; hooks do not run."""
-    root = await _repo(args.repo, ctx)
+    root = await _repo(args.repo, ctx, write=True)
     selected = [str(paths.resolve(p, ctx.roots, cwd=root)) for p in args.paths]
     await _git(root, ctx, "add", "--", *selected) if selected else await _git(
         root, ctx, "add", "-A"

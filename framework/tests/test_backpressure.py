@@ -195,3 +195,24 @@ async def test_requests_without_a_deadline_are_still_served(
     subject = as_caller(subject_for(interface), bus.identity)
     msg = await bus.nc.request(subject, to_json(EchoRequest(text="old")), timeout=5)
     assert error_from(msg) is None
+
+
+async def test_a_request_that_would_expire_in_the_queue_is_refused_at_once(
+    start_service: StartService, bus: Bus
+) -> None:
+    """Its one slot takes a second per request (measured): a caller that waits 0.3 s is
+    told ``overloaded`` at once instead of waiting in the queue until it times out."""
+    interface = echo_interface()
+    service = await start_service(echo_service(interface), settings={"max_concurrency": 1})
+    await bus.request(interface, EchoRequest(text="measure", delay=1.0))
+    busy = asyncio.create_task(bus.request(interface, EchoRequest(text="busy", delay=1.0)))
+    try:
+        await eventually(lambda: service.handled == 2, what="the slot busy again")
+        with pytest.raises(RemoteError) as refused:
+            await bus.request(interface, EchoRequest(text="hurried"), timeout=0.3)
+        assert refused.value.code == ErrorCode.OVERLOADED
+        assert refused.value.reply.retry_after is not None
+        assert refused.value.reply.retry_after > 0.3
+    finally:
+        await busy
+    assert service.handled == 2

@@ -20,8 +20,6 @@ from typing import Any, Protocol
 
 from agentbus.interfaces.error_reply import ErrorReply
 
-FIRST_GUESS = 0.05
-"""Seconds per request assumed for the retry-after hint before any request finished."""
 SHORTEST_HINT = 0.01
 LONGEST_HINT = 30.0
 SETTLE = 0.5
@@ -52,9 +50,11 @@ class Slots:
         self.limit = limit
         self.max_queue = max_queue
         self.tasks: set[asyncio.Task[None]] = set()
-        self._queue: deque[Job] = deque()
+        self._started: dict[asyncio.Task[None], float] = {}  # when each running task began
+        self._queue: deque[tuple[float, Job]] = deque()  # (queued at, job)
         self._replies: set[asyncio.Task[None]] = set()  # refusals being sent
         self._seconds_per_job = 0.0  # moving average of handler time
+        self._seconds_queued = 0.0  # moving average of the wait for a slot
         self._idle = asyncio.Event()
         self._idle.set()
         self.closed = False
@@ -68,45 +68,50 @@ class Slots:
         return len(self._queue)
 
     def admit(self, job: Job) -> bool:
-        """Start ``job`` or queue it; ``False`` when it was refused (full, or closed)."""
+        """Start ``job`` or queue it; ``False`` when it was refused: the queue is full, the
+        job's caller would give up before its turn comes, or the slots are closed."""
         if self.closed:
             return False
         if len(self.tasks) < self.limit and not self._queue:
             self._start(job)
             return True
+        now = time.monotonic()
         if len(self._queue) >= self.max_queue:
-            self._drop_expired_head(time.monotonic())
+            self._drop_expired_head(now)
             if len(self._queue) >= self.max_queue:
                 return False
-        self._queue.append(job)
+        if job.deadline is not None and job.deadline - now < self._wait(now):
+            return False  # it would expire in the queue: say so now, not by silence
+        self._queue.append((now, job))
         self._idle.clear()
         return True
 
     def retry_after(self) -> float:
-        """A hint for a refused caller: about when the queue will have drained at the pace
-        requests finish now (each refused caller adds its own jitter)."""
-        per_job = self._seconds_per_job or FIRST_GUESS
-        hint = per_job * (len(self._queue) + 1) / self.limit
-        return round(min(max(hint, SHORTEST_HINT), LONGEST_HINT), 3)
+        """A hint for a refused caller: about how long a request waits for a slot now.
+        Each refused caller adds its own jitter."""
+        return round(min(max(self._wait(time.monotonic()), SHORTEST_HINT), LONGEST_HINT), 3)
+
+    def _wait(self, now: float) -> float:
+        """How long a request queued now will wait for a slot, about: what the last ones
+        waited, and at least what the oldest queued one has waited so far; with nothing
+        queued, until a slot frees."""
+        if self._queue:
+            return max(self._seconds_queued, now - self._queue[0][0])
+        per_job = self._seconds_per_job or now - min(self._started.values(), default=now)
+        return per_job / self.limit
 
     def _start(self, job: Job) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(job))
+        task = asyncio.get_running_loop().create_task(job.run())
         self.tasks.add(task)
+        self._started[task] = time.monotonic()
         self._idle.clear()
         task.add_done_callback(self._done)
 
-    async def _run(self, job: Job) -> None:
-        started = time.monotonic()
-        try:
-            await job.run()
-        finally:
-            took = time.monotonic() - started
-            self._seconds_per_job = (
-                took if not self._seconds_per_job else 0.9 * self._seconds_per_job + 0.1 * took
-            )
-
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        self._seconds_per_job = _average(
+            self._seconds_per_job, time.monotonic() - self._started.pop(task)
+        )
         if not self.closed:
             self._start_queued()
         if not self.tasks and not self._queue:
@@ -115,20 +120,21 @@ class Slots:
     def _start_queued(self) -> None:
         now = time.monotonic()
         while self._queue and len(self.tasks) < self.limit:
-            job = self._queue.popleft()
+            queued_at, job = self._queue.popleft()
             if job.deadline is not None and job.deadline <= now:
                 job.expired()
                 continue
+            self._seconds_queued = _average(self._seconds_queued, now - queued_at)
             self._start(job)
 
     def _drop_expired_head(self, now: float) -> None:
         """Drop expired requests at the head of the queue (where the oldest wait), so that
         callers who gave up do not take the places of new ones."""
         while self._queue:
-            deadline = self._queue[0].deadline
+            deadline = self._queue[0][1].deadline
             if deadline is None or deadline > now:
                 return
-            self._queue.popleft().expired()
+            self._queue.popleft()[1].expired()
 
     def cancel_all(self, refusal: ErrorReply) -> tuple[int, int]:
         """Answer every queued request with ``refusal`` and cancel every running handler
@@ -136,7 +142,7 @@ class Slots:
         refused = len(self._queue)
         loop = asyncio.get_running_loop()
         while self._queue:
-            reply = loop.create_task(self._queue.popleft().refuse(refusal))
+            reply = loop.create_task(self._queue.popleft()[1].refuse(refusal))
             self._replies.add(reply)
             reply.add_done_callback(self._replies.discard)
         running = list(self.tasks)
@@ -158,3 +164,8 @@ class Slots:
         if pending:
             await asyncio.wait(pending, timeout=SETTLE)
         return refused, cancelled
+
+
+def _average(average: float, sample: float) -> float:
+    """A moving average that follows the last few dozen samples (the first one as is)."""
+    return sample if not average else 0.9 * average + 0.1 * sample

@@ -9,8 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from maintainer_helpers import BREAKING, MakeSample, StartMaintainer, escalation_in, wait_until
+
 from agentbus.framework import Bus, declare_all
-from agentbus.interfaces.catalog.maintenance import Escalation, MaintainerDecision
+from agentbus.interfaces.catalog.maintenance import (
+    DEPENDENCY_UPDATED,
+    DependencyUpdated,
+    Escalation,
+    MaintainerDecision,
+)
+from agentbus.interfaces.catalog.system import INTERFACE_CHANGED
 from agentbus.interfaces.metadata import new_id
 from agentbus.maintainer.audit import now, record
 from agentbus.maintainer.deployers import PointerDeployer
@@ -162,3 +170,70 @@ async def test_escalations_by_a_unique_prefix(bus: Bus, nats_url: str) -> None:
     shown = agentbus(*url, "escalations", "show", base + "b", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["id"] == base + "b2"
+
+
+async def approve_and_wait(nats_url: str, escalation_id: str, wait: str) -> tuple[int, str]:
+    """``escalations approve --wait`` in a subprocess, without blocking this test's loop (the
+    maintainer under test runs in it)."""
+    process = await asyncio.create_subprocess_exec(
+        *AGENTBUS, "--nats-url", nats_url, "escalations", "approve", escalation_id,
+        "--by", "ada", "--wait", wait,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), float(wait) + 60)
+    assert process.returncode is not None
+    return process.returncode, " ".join(out.decode().split())
+
+
+async def test_approve_wait_says_when_no_maintainer_took_it_up(bus: Bus, nats_url: str) -> None:
+    component = f"cli-{new_id()[:6]}"
+    escalation = await EscalationStore(bus).create(
+        Escalation(
+            id=new_id()[:12],
+            component=component,
+            reason="a breaking change",
+            rule="breaking change",
+            event="interface.changed",
+            payload={},
+            resume="code-change",
+            created_at=now(),
+        )
+    )
+    code, out = await approve_and_wait(nats_url, escalation.id, "0.5")
+    assert code == 3, out
+    assert f"escalation {escalation.id} of {component}: approved, but no maintainer" in out
+    assert "agentbus maintainer --component" in out
+
+
+async def test_approve_wait_reports_a_failure_with_the_maintainers_reason(
+    make_sample: MakeSample, start_maintainer: StartMaintainer, bus: Bus, nats_url: str
+) -> None:
+    component = make_sample()
+    await start_maintainer(component)
+    await bus.publish(INTERFACE_CHANGED, BREAKING)
+    escalation = await wait_until(lambda: escalation_in(bus, component.name, "open"))
+
+    code, out = await approve_and_wait(nats_url, escalation.id[:8], "60")
+
+    # no model for the code change: nothing was done, and the answer says so (not "done")
+    assert code == 1, out
+    assert f"escalation {escalation.id} of {component.name}: failed:" in out
+    assert "no model is configured" in out
+
+
+async def test_approve_wait_reports_done_when_the_approved_update_was_promoted(
+    make_sample: MakeSample, start_maintainer: StartMaintainer, bus: Bus, nats_url: str
+) -> None:
+    component = make_sample()
+    await start_maintainer(component)
+    await bus.publish(
+        DEPENDENCY_UPDATED,
+        DependencyUpdated(package="greetlib", from_version="1.0.0", to_version="2.0.0"),
+    )
+    escalation = await wait_until(lambda: escalation_in(bus, component.name, "open"))
+
+    code, out = await approve_and_wait(nats_url, escalation.id, "120")
+
+    assert code == 0, out
+    assert f"escalation {escalation.id} of {component.name}: done: promoted 1.0.1" in out

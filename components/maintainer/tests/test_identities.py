@@ -99,7 +99,9 @@ async def test_a_maintainer_cannot_decide_or_touch_other_components(
     stays = await wait_until(lambda: escalation_in(operator, component, "approved"))
     assert stays.id == escalation.id
     with pytest.raises(AssertionError, match="waited"):
-        await wait_until(lambda: escalation_in(operator, component, "done", "resuming"), timeout=3)
+        await wait_until(
+            lambda: escalation_in(operator, component, "done", "failed", "resuming"), timeout=3
+        )
 
 
 async def test_the_operators_decision_is_resumed(cluster: dict[str, Any]) -> None:
@@ -111,8 +113,10 @@ async def test_the_operators_decision_is_resumed(cluster: dict[str, Any]) -> Non
     decided = await EscalationStore(operator).decide(escalation.id, "approve", by="ada", note="")
 
     assert decided.status == "approved"
-    done = await wait_until(lambda: escalation_in(operator, component, "done"), timeout=60)
-    assert done.id == escalation.id
+    # resumed, and failed for a stated reason: this cluster has no model for the code change
+    ended = await wait_until(lambda: escalation_in(operator, component, "failed"), timeout=60)
+    assert ended.id == escalation.id
+    assert "no model is configured" in ended.note
 
 
 async def test_a_decision_a_stopped_cli_left_is_finished_by_the_same_decision(
@@ -132,4 +136,4 @@ async def test_a_decision_a_stopped_cli_left_is_finished_by_the_same_decision(
     decided = await store.decide(escalation.id, "approve", by="ada", note="")
 
     assert decided.status == "approved"
-    await wait_until(lambda: escalation_in(operator, component, "done"), timeout=60)
+    await wait_until(lambda: escalation_in(operator, component, "failed"), timeout=60)

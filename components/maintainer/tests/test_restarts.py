@@ -80,7 +80,9 @@ async def test_an_escalation_survives_a_maintainer_restart_and_is_approved_after
         # While the maintainer is down: the approval, and a new event.
         listed = cli(nats_url, "escalations", "list", "--component", name, "--json")
         assert json.loads(listed.splitlines()[0])["id"] == escalation.id
-        approved = cli(nats_url, "escalations", "approve", escalation.id[:8], "--by", "ada")
+        approved = cli(
+            nats_url, "escalations", "approve", escalation.id[:8], "--by", "ada", "--wait", "0"
+        )
         assert f"escalation {escalation.id} of {name}: approved" in approved
         await bus.publish(
             DEPENDENCY_UPDATED,
@@ -88,17 +90,18 @@ async def test_an_escalation_survives_a_maintainer_restart_and_is_approved_after
         )
 
         process = start_process(nats_url, component, log)
-        done = await wait_until(lambda: escalation_in(bus, name, "done"), timeout=60)
-        assert done.resolved_by == "ada"
-        assert "no model is configured" in done.note
-        assert "a person must change the code" in done.note
+        # nothing could be done without a model: failed, with the reason, never "done"
+        failed = await wait_until(lambda: escalation_in(bus, name, "failed"), timeout=60)
+        assert failed.resolved_by == "ada"
+        assert "no model is configured" in failed.note
+        assert "a person must change the code" in failed.note
         await decisions.wait_for("promoted", timeout=60)  # the event sent while it was down
     finally:
         if process.poll() is None:
             stop_process(process)
 
     shown = json.loads(cli(nats_url, "escalations", "show", escalation.id, "--json"))
-    assert shown["status"] == "done"
+    assert shown["status"] == "failed"
     records = [
         json.loads(line)
         for line in cli(nats_url, "decisions", "--component", name, "--json").splitlines()
@@ -135,8 +138,8 @@ async def test_escalations_and_approvals_survive_a_nats_restart(
             kept, _ = await store.find(escalation.id)
             assert kept.status == "open"
             await store.decide(escalation.id, "approve", by="ada", note="")
-            done = await wait_until(lambda: escalation_in(client, name, "done"), timeout=60)
-            assert "a person must change the code" in done.note
+            failed = await wait_until(lambda: escalation_in(client, name, "failed"), timeout=60)
+            assert "a person must change the code" in failed.note
             assert await current_deployment(client, name) is None
     finally:
         await maintainer.stop()

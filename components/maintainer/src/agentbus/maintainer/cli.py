@@ -185,18 +185,57 @@ def escalations_show(
         raise ConfigError(str(exc)) from None
 
 
-def _resolve(ctx: typer.Context, escalation_id: str, to: str, by: str | None, note: str) -> None:
-    async def work(bus: Bus) -> Escalation:
+def _resolve(
+    ctx: typer.Context, escalation_id: str, to: str, by: str | None, note: str, wait: float = 0
+) -> None:
+    async def work(bus: Bus) -> tuple[Escalation, Escalation]:
+        store = EscalationStore(bus)
         decision: Literal["approve", "reject"] = "approve" if to == "approve" else "reject"
-        return await EscalationStore(bus).decide(
-            escalation_id, decision, by=by or getpass.getuser(), note=note
-        )
+        decided = await store.decide(escalation_id, decision, by=by or getpass.getuser(), note=note)
+        return decided, await _outcome(store, decided, wait)
 
     try:
-        escalation = run(with_bus(options(ctx), work))
+        decided, outcome = run(with_bus(options(ctx), work))
     except (EscalationNotFound, TransitionRefused) as exc:
         raise ConfigError(str(exc)) from None
-    console.print(f"escalation {escalation.id} of {escalation.component}: {escalation.status}")
+    where = f"escalation {decided.id} of {decided.component}"
+    if wait <= 0 or decided.status != "approved":
+        console.print(f"{where}: {decided.status}")
+        return
+    if outcome.status in ("done", "failed"):
+        console.print(f"{where}: {outcome.status}: {outcome.note}", markup=False)
+        raise typer.Exit(0 if outcome.status == "done" else 1)
+    if outcome.status == "approved":
+        console.print(
+            f"{where}: approved, but no maintainer took it up within {wait:g} s: is "
+            f"`agentbus maintainer --component <folder of {decided.component}>` running? It "
+            f"resumes approved work when it starts; `agentbus escalations show {decided.id}` "
+            "tells the outcome",
+            markup=False,
+        )
+    else:
+        console.print(
+            f"{where}: {outcome.status}: its maintainer is still at it after {wait:g} s; "
+            f"`agentbus escalations show {decided.id}` tells the outcome",
+            markup=False,
+        )
+    raise typer.Exit(NOT_FINISHED)
+
+
+NOT_FINISHED = 3
+"""``escalations approve --wait``'s exit code when the work had no outcome in time."""
+
+
+async def _outcome(store: EscalationStore, escalation: Escalation, wait: float) -> Escalation:
+    """The escalation once its maintainer finished the approved work (done or failed), or
+    as it is after ``wait`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    current = escalation
+    while current.status in ("approved", "resuming") and loop.time() < deadline:
+        await asyncio.sleep(min(0.2, deadline - loop.time()))
+        current, _ = await store.find(escalation.id)
+    return current
 
 
 @escalations_app.command("approve")
@@ -205,9 +244,17 @@ def escalations_approve(
     escalation_id: Annotated[str, typer.Argument(help="The id (or a unique prefix).")],
     by: Annotated[str | None, typer.Option(help="Who approves (default: your user).")] = None,
     note: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to follow the resumed work: prints done or failed with the "
+            "maintainer's note (exit 0 / 1), or that it had no outcome in time (exit 3). "
+            "0: only record the approval."
+        ),
+    ] = 10.0,
 ) -> None:
     """Approve: the component's maintainer resumes the paused work (now or when it starts)."""
-    _resolve(ctx, escalation_id, "approve", by, note)
+    _resolve(ctx, escalation_id, "approve", by, note, wait)
 
 
 @escalations_app.command("reject")

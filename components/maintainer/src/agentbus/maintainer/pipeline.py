@@ -23,6 +23,7 @@ from agentbus.interfaces.catalog.maintenance import (
     DEPENDENCY_UPDATED,
     DependencyUpdated,
     Escalation,
+    EscalationStatus,
 )
 from agentbus.interfaces.catalog.system import InterfaceChanged
 from agentbus.maintainer.audit import now
@@ -48,6 +49,9 @@ log = logging.getLogger("agentbus.maintainer")
 
 Event = InterfaceChanged | DependencyUpdated
 Decide = Callable[[Event, Facts], Awaitable[Decision]]
+
+PROMOTED = "promoted "
+"""How the note of a promotion starts: the one outcome of resumed work that is ``done``."""
 
 
 class Pipeline:
@@ -250,7 +254,7 @@ class Pipeline:
             "merged": merged,
         }
         await trail.record(decision, stage, "promoted", details)
-        return f"promoted {result.version} ({result.commit[:8]}) as {result.color}"
+        return f"{PROMOTED}{result.version} ({result.commit[:8]}) as {result.color}"
 
     async def _escalate(
         self,
@@ -280,7 +284,9 @@ class Pipeline:
 
     async def resume(self, escalation: Escalation) -> None:
         """Take an approved escalation (or one a stopped instance left resuming) and finish
-        it: ``done`` with a note of what happened, or ``failed`` with the error.
+        it: ``done`` when the approved work was promoted, else ``failed`` with the reason (an
+        error, no model for a code change, tests that broke or a promotion refused, which
+        escalate again); the note says what happened either way.
 
         Only an escalation the operator approved is resumed: its status is the maintainer's
         own record, which the maintainer itself may write, the decision key is not."""
@@ -309,7 +315,9 @@ class Pipeline:
                 escalation.id, ["resuming"], "failed", note=f"{type(exc).__name__}: {exc}"
             )
             return
-        await self.escalations.transition(escalation.id, ["resuming"], "done", note=note)
+        # "done" only when something was done: the person who approved waits for this word
+        outcome: EscalationStatus = "done" if note.startswith(PROMOTED) else "failed"
+        await self.escalations.transition(escalation.id, ["resuming"], outcome, note=note)
 
     def _event_of(self, escalation: Escalation) -> tuple[Event, Facts]:
         if escalation.event == DEPENDENCY_UPDATED.name:

@@ -86,12 +86,13 @@ def _openat2(dir_fd: int, relative: str, flags: int, mode: int) -> int:
 
 
 def _probe_openat2() -> bool:
+    root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.close(
-            _openat2(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), ".", _FOLDER, 0)
-        )
+        os.close(_openat2(root, ".", _FOLDER, 0))
     except OSError:
         return False  # ENOSYS (before Linux 5.6), EPERM (a seccomp filter), another machine
+    finally:
+        os.close(root)
     return True
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import SIDE_EFFECT, FakeModel
+from runner_helpers import SIDE_EFFECT, FakeModel, policy
 
 from agentbus.framework import EmbeddedNats
 from agentbus.model_gateway.service import ModelGateway
@@ -97,24 +97,6 @@ def workspace(tmp_path: Path) -> Path:
     script.write_text("#!/bin/sh\necho ran >> side.log; sleep 1.5; echo finished\n")
     script.chmod(0o755)
     return folder
-
-
-def policy(workspace: Path, **extra: Any) -> dict[str, Any]:
-    """The tool policy of callers ``workflow-runner`` (runs) and ``agent`` (asks first)."""
-    runner = {
-        "roots": [str(workspace)],
-        "tools": ["fs.*", "shell.exec"],
-        "commands": [SIDE_EFFECT],  # a fixed script: sh itself would need shell = true
-        "medium": "run",
-        **extra,
-    }
-    return {
-        "executor": {"relays": ["workflow-runner"]},
-        "policy": {
-            "workflow-runner": runner,
-            "agent": {**runner, "medium": "ask"},
-        },
-    }
 
 
 @pytest.fixture

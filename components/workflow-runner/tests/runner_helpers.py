@@ -41,6 +41,24 @@ SIDE_EFFECT = "./side_effect.sh"
 takes 1.5 s."""
 
 
+def policy(workspace: Path, **extra: Any) -> dict[str, Any]:
+    """The tool policy of callers ``workflow-runner`` (runs) and ``agent`` (asks first)."""
+    runner = {
+        "roots": [str(workspace)],
+        "tools": ["fs.*", "shell.exec"],
+        "commands": [SIDE_EFFECT],  # a fixed script: sh itself would need shell = true
+        "medium": "run",
+        **extra,
+    }
+    return {
+        "executor": {"relays": ["workflow-runner"]},
+        "policy": {
+            "workflow-runner": runner,
+            "agent": {**runner, "medium": "ask"},
+        },
+    }
+
+
 async def get_run(bus: Bus, run_id: str) -> RunInfo:
     return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
 

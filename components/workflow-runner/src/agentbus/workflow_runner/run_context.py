@@ -18,7 +18,14 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from agentbus.framework import Bus, NoRespondersError, RemoteError, RequestTimeoutError
+from agentbus.framework import (
+    Bus,
+    BusError,
+    NoRespondersError,
+    PermissionDeniedError,
+    RemoteError,
+    RequestTimeoutError,
+)
 from agentbus.interfaces.catalog.model import (
     CATALOG,
     GENERATE,
@@ -138,7 +145,11 @@ class RunContext(StepJournal):
                         exc.code, f"{what}: {exc.reply.message}", **exc.details
                     ) from exc
                 log.warning("%s failed (%s), retrying", what, exc.code)
-            except (NoRespondersError, RequestTimeoutError) as exc:
+            except PermissionDeniedError as exc:
+                raise RunFailed("forbidden", f"{what}: {exc}") from exc
+            except BusError as exc:
+                # The service is absent or slow, or the bus itself failed under the call (a
+                # connection lost mid-stream, chunks lost in an outage): all worth a retry.
                 if attempt == tries - 1:
                     raise RunFailed("unavailable", f"{what}: {exc}") from exc
                 log.warning("%s failed (%s), retrying", what, exc)

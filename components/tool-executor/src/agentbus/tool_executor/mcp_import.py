@@ -135,7 +135,7 @@ class McpConnection:
         return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=cwd)
 
     def _check_visible(self, argv: list[str], cwd: Path, path: str, confine: Confinement) -> None:
-        command = shutil.which(argv[0], path=path) if "/" not in argv[0] else argv[0]
+        command = shutil.which(argv[0], path=path) if "/" not in argv[0] else str(cwd / argv[0])
         if command is None:
             raise ToolFailed(f"MCP server {self.name}: command {argv[0]!r} is not on PATH {path}")
         if not visible(command, confine):

@@ -44,8 +44,6 @@ RUN_MARKER = "AGENTBUS_TOOL_RUN"
 """The environment variable that marks every process of one run (value: the run's id)."""
 _PROC = Path("/proc")
 _KILL_ROUNDS = 10
-UNCONFINED_PROCESSES = 512
-"""The process limit of git's unsandboxed look at a repository (its cgroup's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +127,11 @@ async def run_process(
     """Run ``argv`` (no shell) in the sandbox ``confine`` describes (``sandbox.py``) and
     return its output, exit code and whether it timed out. ``None`` runs it as it is: only
     for git's read-only look at a repository's layout and config, which must see the real
-    file system to refuse what points outside (still in a cgroup of its own, to be killed)."""
+    file system to refuse what points outside (no cgroup either: joining one costs more than
+    the /proc scan that then finds its processes)."""
     with (
         tempfile.TemporaryDirectory(prefix="agentbus-run-", ignore_cleanup_errors=True) as tmp,
-        pids_group(confine.processes if confine else UNCONFINED_PROCESSES) as group,
+        pids_group(confine.processes if confine else 0) as group,
     ):
         namespaced = confine is not None and sandbox().bwrap is not None
         if confine is not None:

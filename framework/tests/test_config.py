@@ -128,6 +128,12 @@ def test_substitution_reaches_nested_values() -> None:
         substitute(data, {}, source="s")
 
 
+def test_an_empty_default_is_an_empty_string_not_an_error() -> None:
+    """``${AGENTBUS_TOOLS_POLICY:-}`` (the repository's agentbus.toml): unset gives ""."""
+    assert substitute({"v": "${UNSET_HERE:-}"}, {}, source="s") == {"v": ""}
+    assert substitute({"v": "${SET_HERE:-}"}, {"SET_HERE": "x"}, source="s") == {"v": "x"}
+
+
 def test_secrets_never_show(clean_env: pytest.MonkeyPatch) -> None:
     settings = Settings(nats_password="hunter2", nats_token="tok-123", nats_user="me")
 

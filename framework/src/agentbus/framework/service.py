@@ -330,8 +330,7 @@ class Service:
         await self._stop_file_watches()  # no reload while shutting down
         if self._role is not None:
             await self._role.stop()
-        for endpoint in self.endpoints:
-            await endpoint.stop_intake()
+        await asyncio.gather(*(endpoint.stop_intake() for endpoint in self.endpoints))
         for subscription in self.subscriptions:
             await subscription.stop()
         refused, cancelled = await self._slots.close(

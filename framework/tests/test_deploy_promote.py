@@ -34,6 +34,7 @@ from agentbus.framework.deploy.backends import LocalBackend, Release
 from agentbus.framework.deploy.policy import Outcome, PromotionPolicy
 from agentbus.framework.deploy.promote import Promoter
 from agentbus.framework.deploy.state import DeploymentRecord
+from agentbus.framework.supervisor import ClusterFile, NatsSection, Supervisor
 from agentbus.framework.testing import eventually
 from agentbus.interfaces.message import Interface
 
@@ -101,6 +102,8 @@ async def test_a_failing_new_version_is_never_promoted(
 
     assert result.outcome is Outcome.REJECTED
     assert why in result.reason
+    if why == "exited":  # the message says where to look
+        assert str(kit.backend.root / "logs") in result.reason, result.reason
     assert await kit.store.get(kit.component) == before, "the record was not touched"
     reply = await bus.request(kit.interface, Ask(n=1), timeout=5)
     assert reply.version == "1", "blue still serves"
@@ -211,3 +214,24 @@ async def test_a_rollback_during_the_bake_window_flips_to_the_running_blue(
     assert not processes_of(kit.component, "green")
     assert not load.lost, f"{len(load.lost)} of {load.total} lost, first: {load.lost[0]}"
     assert not load.errors, load.errors
+
+
+async def test_agentbus_up_stops_the_versions_deployed_under_its_data_folder(
+    kit: Kit, settings: Settings
+) -> None:
+    """A maintainer under ``agentbus up`` deploys with the local backend: those processes
+    outlive the maintainer (blue/green), but not the cluster whose NATS they need."""
+    first = await kit.promoter.promote(kit.release("v1", "1"), smoke(kit.interface))
+    assert first.outcome is Outcome.PROMOTED, first.reason
+    assert processes_of(kit.component, "blue")
+    assert settings.nats_url is not None
+    lines: list[str] = []
+    cluster = ClusterFile(nats=NatsSection(url=settings.nats_url))
+    supervisor = Supervisor(cluster, kit.backend.data_dir, log=lines.append, grace=5.0)
+    supervisor.start()
+
+    await asyncio.to_thread(supervisor.stop)
+
+    assert not processes_of(kit.component, "blue")
+    stopped = [line for line in lines if line.startswith("stopped deployed instance")]
+    assert stopped == [f"stopped deployed instance {kit.component}-blue-{first.commit[:12]}-0"]

@@ -23,8 +23,10 @@ providers list them) and its ``env`` table.
 
 Each replica runs as ``python -m agentbus.framework.cli serve <target>`` in its
 own session (a terminal Ctrl-C reaches only the supervisor, which stops
-children in order: services first, NATS last) and, on Linux, dies with the
-supervisor. A replica that exits is restarted with exponential backoff.
+children in order: services first, then the versions its maintainers deployed with
+the local backend (noted under ``<data dir>/deploy/live``), NATS last) and, on Linux,
+dies with the supervisor. A replica that exits is restarted with exponential backoff, and
+so is the embedded nats-server (same port and store).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentbus.framework.auth.store import AuthFolder, Identity
 from agentbus.framework.config import load_toml, redact_url
+from agentbus.framework.deploy.backends.local_runtime import stop_live_instances
 from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
 from agentbus.framework.errors import ConfigError, EmbeddedNatsError
 from agentbus.interfaces.validation import explain
@@ -322,6 +325,8 @@ class Supervisor:
                 replica.process.kill()
                 replica.process.wait()
             self.log(f"stopped {replica.instance}")
+        for instance in stop_live_instances(self.data_dir.resolve(), self.grace):
+            self.log(f"stopped deployed instance {instance}")
         if self.nats is not None:
             self.nats.stop()
             self.log("stopped nats-server")

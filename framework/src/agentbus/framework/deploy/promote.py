@@ -425,7 +425,11 @@ class Promoter:
                 if not await self.backend.alive(
                     running.runtime, component=running.release.component
                 ):
-                    raise DeployError(f"{instance} exited during start-up (see its log)")
+                    logs = self.backend.where_logs(running, instance)
+                    raise DeployError(
+                        f"{instance} exited during start-up"
+                        + (f"; its log: {logs}" if logs else " (see its log)")
+                    )
                 try:
                     await self.probe.ping(service, instance, timeout=0.5)
                     break

@@ -89,6 +89,10 @@ class Backend(ABC):
         """Whether every instance is still running (a backend may not know: ``True``)."""
         return True
 
+    def where_logs(self, running: Running, instance: str) -> str:
+        """Where ``instance``'s output is, for a failure message (``""``: not known)."""
+        return ""
+
     @abstractmethod
     async def stop_started(self, *, grace: float = 10.0) -> None:
         """Stop every instance this backend object started that still runs (shutdown, tests).

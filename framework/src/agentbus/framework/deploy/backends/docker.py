@@ -286,6 +286,13 @@ class DockerBackend(Backend):
             raise tampered(component, f"stop {shown(containers)}: not container ids")
         return list(containers)
 
+    def where_logs(self, running: Running, instance: str) -> str:
+        containers = running.runtime.get("containers", [])
+        instances = list(running.instances)
+        if instance in instances and instances.index(instance) < len(containers):
+            return f"`docker logs {str(containers[instances.index(instance)])[:12]}`"
+        return ""
+
     async def alive(self, runtime: Mapping[str, Any], *, component: str) -> bool:
         return await asyncio.to_thread(self._alive, self._containers(runtime, component))
 

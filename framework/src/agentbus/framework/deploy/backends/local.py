@@ -28,7 +28,9 @@ from agentbus.framework.auth.store import AuthFolder
 from agentbus.framework.deploy.backends.base import Backend, Release, Running
 from agentbus.framework.deploy.backends.local_runtime import (
     LocalRuntime,
+    forget_live,
     is_our_process,
+    note_live,
     parse_runtime,
     signal_ours,
 )
@@ -150,20 +152,30 @@ class LocalBackend(Backend):
                 start_new_session=True,  # outlives the promoting command, and its Ctrl-C
             )
         self._children[process.pid] = (process, instance)
+        note_live(self.data_dir, process.pid, instance, worktree)
         return process.pid
+
+    def where_logs(self, running: Running, instance: str) -> str:
+        log = self.root / "logs" / f"{instance}.log"
+        if not log.is_file():
+            return ""
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        last = " | ".join(lines[-3:])
+        return f"{log}" + (f" (last lines: {last[-600:]})" if last else "")
 
     async def stop_started(self, *, grace: float = 10.0) -> None:
         """Stop every process this backend started that still runs (shutdown, tests)."""
         for child, _ in list(self._children.values()):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for pid, (child, _) in list(self._children.items()):
+        for pid, (child, instance) in list(self._children.items()):
             try:
                 await asyncio.wait_for(asyncio.to_thread(child.wait), grace + 5)
             except TimeoutError:
                 child.kill()
                 await asyncio.to_thread(child.wait)
             self._children.pop(pid, None)
+            forget_live(self.data_dir, instance)
 
     @property
     def worktrees(self) -> Path:
@@ -216,3 +228,5 @@ class LocalBackend(Backend):
             child = self._children.pop(pid, (None, ""))[0]
             if child is not None:
                 await asyncio.to_thread(child.wait)
+        for _, instance in checked.processes:
+            forget_live(self.data_dir, instance)

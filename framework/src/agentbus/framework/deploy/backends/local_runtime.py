@@ -12,9 +12,11 @@ through a pidfd opened before that check, so a pid reused meanwhile is never hit
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,3 +130,52 @@ def signal_ours(pid: int, instance: str, worktree: Path | None, sig: signal.Sign
     finally:
         if pidfd >= 0:
             os.close(pidfd)
+
+
+LIVE_FOLDER = "live"
+"""``<data dir>/deploy/live/<instance>.json``: each running instance the local backend started
+(pid, worktree), so that the ``agentbus up`` of that data folder stops them with it."""
+
+
+def live_folder(data_dir: Path) -> Path:
+    return data_dir / "deploy" / LIVE_FOLDER
+
+
+def note_live(data_dir: Path, pid: int, instance: str, worktree: Path) -> None:
+    folder = live_folder(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"pid": pid, "instance": instance, "worktree": str(worktree)}
+    (folder / f"{instance}.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+def forget_live(data_dir: Path, instance: str) -> None:
+    if re.fullmatch(r"[A-Za-z0-9._-]+", instance):
+        (live_folder(data_dir) / f"{instance}.json").unlink(missing_ok=True)
+
+
+def stop_live_instances(data_dir: Path, grace: float) -> list[str]:
+    """SIGTERM every deployed instance noted under ``data_dir`` that still runs our
+    ``agentbus serve`` (checked per pid: a stale note signals nothing), SIGKILL what is left
+    after ``grace``; the instances stopped. For ``agentbus up``, before its NATS stops."""
+    folder = live_folder(data_dir)
+    worktrees = (data_dir / "deploy" / "worktrees").resolve()
+    running: list[tuple[int, str, Path]] = []
+    for note in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(note.read_text(encoding="utf-8"))
+            pid, instance, worktree = record["pid"], record["instance"], Path(record["worktree"])
+        except (OSError, ValueError, KeyError, TypeError):
+            note.unlink(missing_ok=True)
+            continue
+        valid = type(pid) is int and isinstance(instance, str) and worktree.parent == worktrees
+        if valid and signal_ours(pid, instance, worktree, signal.SIGTERM):
+            running.append((pid, instance, worktree))
+        note.unlink(missing_ok=True)
+    deadline = time.monotonic() + grace
+    while running and time.monotonic() < deadline:
+        if not any(is_our_process(p, i, w) for p, i, w in running):
+            break
+        time.sleep(0.05)
+    for pid, instance, worktree in running:
+        signal_ours(pid, instance, worktree, signal.SIGKILL)
+    return [instance for _, instance, _ in running]

@@ -13,8 +13,10 @@ from agentbus.framework import Bus, RemoteError
 from agentbus.interfaces.catalog.tools import (
     APPROVALS_DECIDE,
     APPROVALS_LIST,
+    APPROVALS_WITHDRAW,
     DecideRequest,
     ListApprovalsRequest,
+    WithdrawRequest,
 )
 from agentbus.interfaces.catalog.workflows import (
     WORKFLOWS_CANCEL,
@@ -131,6 +133,38 @@ async def test_a_parked_run_is_cancelled_at_once(
     resumed = await bus.request(WORKFLOWS_RESUME, ResumeRequest(run_id=run_id))
     assert resumed.status == "cancelled"
     assert not (workspace / "out.txt").exists()
+    # Its approval was withdrawn at the executor: not left pending, and approving it later
+    # is refused instead of silently doing nothing.
+    [withdrawn] = (await bus.request(APPROVALS_LIST, ListApprovalsRequest())).approvals
+    assert withdrawn.status == "denied"
+    assert withdrawn.decided_by == "workflow-runner (withdrawn)"
+    assert withdrawn.note is not None
+    assert run_id in withdrawn.note
+    with pytest.raises(RemoteError, match="already denied") as refused:
+        await bus.request(
+            APPROVALS_DECIDE,
+            DecideRequest(approval_id=withdrawn.approval_id, decision="approve", decided_by="ada"),
+        )
+    assert refused.value.code == "conflict"
+    assert not (workspace / "out.txt").exists()
+
+
+async def test_only_the_caller_or_a_relay_may_withdraw_an_approval(
+    stack: Any, bus: Bus, fake_model: FakeModel
+) -> None:
+    fake_model.brain = write_then_report
+    run_id = await start_writing(bus)
+    run = await wait_status(bus, run_id, "waiting_approval")
+    [pending] = run.pending_approvals
+
+    with pytest.raises(RemoteError) as refused:  # the test's bus is neither agent nor a relay
+        await bus.request(
+            APPROVALS_WITHDRAW, WithdrawRequest(approval_id=pending.approval_id, reason="mine")
+        )
+
+    assert refused.value.code == "forbidden"
+    [still] = (await bus.request(APPROVALS_LIST, ListApprovalsRequest())).approvals
+    assert still.status == "pending"
 
 
 # -- a custom workflow: function steps are not repeated when the run continues ------------

@@ -137,6 +137,36 @@ class ApprovalStore:
             )
         return updated
 
+    async def withdraw(
+        self, approval: str, *, withdrawer: str, relays: tuple[str, ...], reason: str
+    ) -> Approval:
+        """The caller that asked (or a relay that asks for callers) takes its pending
+        approval back: ``denied``, decided by it, ``reason`` as the note. Anyone else is
+        refused; an approval decided already is a ``conflict``."""
+        found = await self.get(approval)
+        if found is None:
+            raise ToolFailed(f"no approval {approval}", code=ErrorCode.NOT_FOUND)
+        if withdrawer != found[0].caller and withdrawer not in relays:
+            raise Refused(
+                f"only {found[0].caller!r} (or a relay of the executor) may withdraw this "
+                "approval; a person decides it with `agentbus approvals deny`"
+            )
+        stamp = now()
+        updated = await self.transition(
+            approval,
+            ("pending",),
+            status="denied",
+            decided_by=f"{withdrawer} (withdrawn)",
+            decided_at=stamp,
+            note=reason,
+        )
+        if updated is None or updated.decided_at != stamp:
+            status = updated.status if updated else "gone"
+            raise ToolFailed(
+                f"approval {approval} is already {status}", code=ErrorCode.CONFLICT, status=status
+            )
+        return updated
+
     async def list(self, status: ApprovalStatus | None = None) -> list[Approval]:
         try:
             keys = await self.kv.keys()

@@ -25,6 +25,7 @@ from agentbus.interfaces.catalog.tools import (
     APPROVAL_DECIDED,
     APPROVALS_DECIDE,
     APPROVALS_LIST,
+    APPROVALS_WITHDRAW,
     TOOLS_EXECUTE,
     TOOLS_LIST,
     DecideReply,
@@ -35,6 +36,7 @@ from agentbus.interfaces.catalog.tools import (
     ListApprovalsRequest,
     ListToolsReply,
     ListToolsRequest,
+    WithdrawRequest,
 )
 from agentbus.tool_executor.approvals import APPROVALS_BUCKET, ApprovalStore
 from agentbus.tool_executor.audit import AUDIT_SUBJECT, COMPONENT, ESCALATION_SUBJECT
@@ -157,6 +159,20 @@ class ToolExecutor(Service):
                 decided_by=request.decided_by,
                 decider=ctx.caller,
                 note=request.note,
+            )
+        except ToolError as exc:
+            raise _service_error(exc) from None
+        await ctx.publish(APPROVAL_DECIDED, updated)
+        return DecideReply(approval=updated)
+
+    @handles(APPROVALS_WITHDRAW)
+    async def withdraw(self, request: WithdrawRequest, ctx: MessageContext) -> DecideReply:
+        try:
+            updated = await self.engine.approvals.withdraw(
+                request.approval_id,
+                withdrawer=ctx.caller,
+                relays=tuple(self.engine.policies.executor.relays),
+                reason=request.reason,
             )
         except ToolError as exc:
             raise _service_error(exc) from None

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from agentbus.framework import Bus, ServiceError
-from agentbus.interfaces.catalog.tools import Approval
+from agentbus.framework import Bus, BusError, RemoteError, ServiceError
+from agentbus.interfaces.catalog.tools import APPROVALS_WITHDRAW, Approval, WithdrawRequest
 from agentbus.interfaces.catalog.workflows import (
     TERMINAL,
     CancelReply,
@@ -43,6 +44,8 @@ from agentbus.workflow_runner.deciding import REFUSED
 from agentbus.workflow_runner.definition import Workflow, WorkflowApp
 from agentbus.workflow_runner.run_events import RunEvents
 from agentbus.workflow_runner.store import RunStore, now
+
+log = logging.getLogger(__name__)
 
 
 class Runs:
@@ -165,6 +168,7 @@ class Runs:
         run = await self._store.update(request.run_id, change)
         if run.status == "cancelled" and before.status != "cancelled":
             await self._events.emit(run.run_id, RunEnded(kind="cancelled", error=run.error))
+            await self._withdraw(run, reason)
         if run.status == "running":
             with contextlib.suppress(Exception):  # no replica holds it now: cancelled when taken
                 await self._bus.request_raw(
@@ -177,6 +181,24 @@ class Runs:
         return CancelReply(run_id=run.run_id, status=run.status)
 
     # -- approvals -----------------------------------------------------------------------
+
+    async def _withdraw(self, run: RunInfo, reason: str) -> None:
+        """Take back a cancelled run's pending approvals at the executor (denied, with the
+        reason), so that approving one later is refused rather than silently doing nothing.
+        Best effort: an executor that does not answer leaves them pending (logged)."""
+        for pending in run.pending_approvals:
+            if pending.decision is not None:
+                continue
+            request = WithdrawRequest(
+                approval_id=pending.approval_id, reason=f"run {run.run_id}: {reason}"[:500]
+            )
+            try:
+                await self._bus.request(APPROVALS_WITHDRAW, request, timeout=5.0)
+            except RemoteError as exc:
+                if exc.code != ErrorCode.CONFLICT:  # decided meanwhile: nothing to take back
+                    log.warning("could not withdraw approval %s: %s", pending.approval_id, exc)
+            except BusError as exc:
+                log.warning("could not withdraw approval %s: %s", pending.approval_id, exc)
 
     async def resume(self, request: ResumeRequest) -> ResumeReply:
         """Queue a waiting run again (a run queued already is dispatched again, de-duplicated).

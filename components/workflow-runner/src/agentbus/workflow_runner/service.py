@@ -26,6 +26,7 @@ from agentbus.framework.auth import Grants, grants
 from agentbus.interfaces.catalog.model import CATALOG, GENERATE, STREAM
 from agentbus.interfaces.catalog.tools import (
     APPROVAL_DECIDED,
+    APPROVALS_WITHDRAW,
     TOOLS_EXECUTE,
     TOOLS_LIST,
     Approval,
@@ -70,7 +71,7 @@ class WorkflowRunner(Service):
     """Executes durable agent workflows: model and tool calls over the bus, step by step."""
 
     name = COMPONENT
-    uses = (GENERATE, STREAM, CATALOG, TOOLS_LIST, TOOLS_EXECUTE)
+    uses = (GENERATE, STREAM, CATALOG, TOOLS_LIST, TOOLS_EXECUTE, APPROVALS_WITHDRAW)
     """No ``tools.approvals.decide``: the tool calls of runs are the runner's own, so
     approvals are decided by the operator (``agentbus runs resume`` decides, then resumes)."""
     version = "0.1.0"

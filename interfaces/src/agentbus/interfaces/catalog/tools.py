@@ -140,6 +140,14 @@ class DecideReply(BusMessage):
     approval: Approval
 
 
+class WithdrawRequest(BusMessage):
+    """The caller that asked for an approval no longer wants the call (its run was
+    cancelled): a pending approval becomes ``denied``, decided by that caller."""
+
+    approval_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500, description="Why; kept as the note.")
+
+
 class ExecutionAudit(BusMessage):
     """One ``tools.execute`` call, whatever became of it."""
 
@@ -184,6 +192,14 @@ APPROVALS_DECIDE = request_interface(
     reply=DecideReply,
     description="Approve or deny a pending tool call.",
 )
+APPROVALS_WITHDRAW = request_interface(
+    "tools.approvals.withdraw",
+    "1.0.0",
+    request=WithdrawRequest,
+    reply=DecideReply,
+    description="The caller (or its relay) takes back its own pending approval: denied, so a "
+    "later decision is refused instead of silently doing nothing.",
+)
 APPROVAL_REQUESTED = event_interface(
     "tools.approval.requested",
     "1.0.0",
@@ -208,6 +224,7 @@ INTERFACES = (
     TOOLS_EXECUTE,
     APPROVALS_LIST,
     APPROVALS_DECIDE,
+    APPROVALS_WITHDRAW,
     APPROVAL_REQUESTED,
     APPROVAL_DECIDED,
     EXECUTION_AUDITED,

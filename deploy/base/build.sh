@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the offline base image (default agentbus/base:bookworm) from Debian packages:
-# debootstrap a minimal bookworm with python3, python3-venv, git (maintainers) and ca-certificates into a
+# debootstrap a minimal bookworm with python3, python3-venv, git (maintainers), bubblewrap (the tool
+# executor's sandbox) and ca-certificates into a
 # folder, strip documentation, locales and apt lists, and `docker import` it. No registry needed.
 #
 #   deploy/base/build.sh [--force] [--tag TAG] [--mirror URL] [--suite SUITE]
@@ -12,7 +13,7 @@ set -euo pipefail
 TAG="${BASE_TAG:-agentbus/base:bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE="${DEBIAN_SUITE:-bookworm}"
-PACKAGES="python3,python3-venv,ca-certificates,git"
+PACKAGES="python3,python3-venv,ca-certificates,git,bubblewrap"
 FORCE=0
 
 while [[ $# -gt 0 ]]; do

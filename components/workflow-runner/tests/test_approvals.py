@@ -26,7 +26,7 @@ from agentbus.interfaces.catalog.workflows import (
     ResumeRequest,
     StartRequest,
 )
-from agentbus.workflow_runner import RunContext, WorkflowApp, step
+from agentbus.workflow_runner import RunContext, WorkflowApp, step, step_key
 
 
 def write_then_report(received: Received) -> Any:
@@ -170,6 +170,7 @@ async def test_only_the_caller_or_a_relay_may_withdraw_an_approval(
 # -- a custom workflow: function steps are not repeated when the run continues ------------
 
 CALLS: list[str] = []
+KEYS: list[str | None] = []
 custom = WorkflowApp("custom-test")
 
 
@@ -180,6 +181,7 @@ class CustomInput(BaseModel):
 @step
 async def greet(name: str) -> str:
     CALLS.append(name)
+    KEYS.append(step_key())
     return f"hello {name}"
 
 
@@ -196,6 +198,7 @@ async def test_a_custom_workflow_replays_its_steps_after_approval(
     gateway: Any, executor: Any, start_runner: Any, bus: Bus, workspace: Path
 ) -> None:
     CALLS.clear()
+    KEYS.clear()
     await start_runner(apps=(custom,))
     reply = await bus.request(
         WORKFLOWS_START, StartRequest(workflow="greet_and_write", input={"name": "Ada"})
@@ -211,6 +214,9 @@ async def test_a_custom_workflow_replays_its_steps_after_approval(
     run = await wait_status(bus, reply.run_id, "finished", "failed")
     assert run.result == {"greeting": "hello Ada", "written": "completed"}
     assert CALLS == ["Ada"]  # replayed from the record, not called again
+    keys = KEYS
+    assert keys == [f"{reply.run_id}:0"]  # the step's own key, to pass on to its effects
+    assert step_key() is None  # outside a step
     assert (workspace / "greeting.txt").read_text(encoding="utf-8") == "hello Ada"
     assert [(s.name, s.kind) for s in run.steps] == [
         ("greet", "function"),

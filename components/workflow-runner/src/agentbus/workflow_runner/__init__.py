@@ -6,6 +6,7 @@ presets (``tool_loop``, ``react``, ``reflection``) are in :mod:`.presets`.
 
 from agentbus.workflow_runner.definition import StartWorkflow, Workflow, WorkflowApp, step
 from agentbus.workflow_runner.errors import RunFailed, WorkflowDefinitionError, WorkflowError
+from agentbus.workflow_runner.journal import step_key
 from agentbus.workflow_runner.run_context import RunContext, ToolFailure
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "WorkflowDefinitionError",
     "WorkflowError",
     "step",
+    "step_key",
 ]

@@ -168,7 +168,10 @@ def load_app(reference: str) -> WorkflowApp:
 def step(function: Callable[P, Awaitable[R]] | None = None, *, name: str | None = None) -> Any:
     """Make an async function a durable step: inside a run its result is recorded once and
     replayed afterwards; outside a run it is a plain call. The result must be JSON-able
-    (or a value of its return annotation, e.g. a pydantic model)."""
+    (or a value of its return annotation, e.g. a pydantic model).
+
+    At least once: a crash between its effect and its record runs it again. Give what it
+    changes elsewhere :func:`~agentbus.workflow_runner.step_key` as an idempotency key."""
 
     def wrap(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         if not inspect.iscoroutinefunction(fn):

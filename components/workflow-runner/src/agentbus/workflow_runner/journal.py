@@ -9,6 +9,10 @@ persisted (KV ``create``: once) before the workflow continues. A tool call passe
 the key to ``tools.execute``, so a tool that ran just before a crash (result not yet
 persisted here) is replayed by the tool executor, not run again.
 
+An ``@step`` function is **at least once**: a crash (or a lost lease) after its effect
+and before its record runs it again on the next attempt. What it changes elsewhere
+should take :func:`step_key` (the same on every attempt) as its idempotency key.
+
 :class:`StepJournal` is that machinery for one run; :class:`~.run_context.RunContext`
 builds the model and tool steps on it.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Literal, TypeVar
 
 from pydantic import TypeAdapter
@@ -30,6 +35,15 @@ from agentbus.workflow_runner.store import RunStore, StepConflict, now
 T = TypeVar("T")
 
 StepKind = Literal["model", "tool", "function"]
+_step_key: ContextVar[str | None] = ContextVar("agentbus_step_key", default=None)
+
+
+def step_key() -> str | None:
+    """The idempotency key of the step executing now (``<run id>:<index>``), the same on
+    every attempt of that step; ``None`` outside a step. Pass it on to what a ``@step``
+    changes (a payment, an e-mail, another service) so that a repeated attempt is not a
+    repeated effect."""
+    return _step_key.get()
 
 
 class StepJournal:
@@ -113,6 +127,7 @@ class StepJournal:
             raise RunFailed("timeout", f"the run exceeded its timeout before step {index}")
         started_at, started = now(), time.perf_counter()
         await self._events.emit(self.run_id, StepStarted(index=index, name=name))
+        token = _step_key.set(self.key(index))
         try:
             async with asyncio.timeout(remaining):
                 value = await function()
@@ -122,6 +137,8 @@ class StepJournal:
                     "timeout", f"the run exceeded its timeout during step {index} ({name})"
                 ) from None
             raise
+        finally:
+            _step_key.reset(token)
         duration = round((time.perf_counter() - started) * 1000, 3)
         record = StepInfo(
             index=index,

@@ -18,8 +18,10 @@ from framework_helpers import (
     unique,
 )
 
+from agentbus.framework.auth import AuthFolder
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
+from agentbus.framework.embedded import EmbeddedNats
 from agentbus.framework.errors import RemoteError
 from agentbus.framework.service import STOP_MARGIN
 from agentbus.framework.testing import child_environment, eventually
@@ -170,3 +172,42 @@ async def test_sigterm_under_a_backlog_exits_within_grace_and_a_second(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_cancel_in_flight_also_answers_the_queued_requests(
+    start_service: StartService, bus: Bus
+) -> None:
+    """The second signal: running handlers cancelled, queued requests answered unrun; the
+    service goes on serving."""
+    interface = echo_interface()
+    service = await start_service(echo_service(interface), settings={"max_concurrency": 2})
+    requests = [
+        asyncio.create_task(bus.request(interface, EchoRequest(text="x", delay=30), timeout=60))
+        for _ in range(10)
+    ]
+    await eventually(lambda: service.endpoints[0].num_requests == 10, what="2 running and 8 queued")
+
+    assert service.cancel_in_flight() == 2
+
+    results = await asyncio.gather(*requests, return_exceptions=True)
+    assert outcomes(results) == {"unavailable": 10}
+    assert service.handled == 2, "the queued ones did not run"
+    assert (await bus.request(interface, EchoRequest(text="still up"))).text == "still up"
+
+
+async def test_stop_with_nats_gone_returns_within_grace_and_a_second(
+    settings: Settings, tmp_path: Path, test_auth: AuthFolder
+) -> None:
+    interface = echo_interface()
+    with EmbeddedNats(tmp_path / "doomed", auth=test_auth.server_config) as server:
+        service = echo_service(interface)(
+            settings.model_copy(update={"nats_url": server.url, "shutdown_grace": 1.0})
+        )
+        await service.start()
+        client = service.bus.nc
+        server.kill()
+        await eventually(lambda: not client.is_connected, what="the service's connection lost")
+
+        await asyncio.wait_for(service.stop(), 1.0 + STOP_MARGIN)
+
+        assert client.is_closed

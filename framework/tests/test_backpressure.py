@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from framework_helpers import EchoRequest, echo_interface, echo_service, unique
+from framework_helpers import EchoReply, EchoRequest, echo_interface, echo_service, unique
+from nats.aio.msg import Msg
 
 from agentbus.framework import Service, streams
 from agentbus.framework.bus import Bus
@@ -216,3 +217,39 @@ async def test_a_request_that_would_expire_in_the_queue_is_refused_at_once(
     finally:
         await busy
     assert service.handled == 2
+
+
+async def test_the_client_retries_overloaded_only_when_told_when_and_sends_the_time_left(
+    bus: Bus,
+) -> None:
+    """A hand-written responder: ``overloaded`` with a hint twice, then a reply; the caller
+    retries with what is left of its timeout. Without a hint it raises at once."""
+    interface = echo_interface()
+    subject = as_caller(subject_for(interface), bus.identity)
+    seen: list[float] = []
+    hint: list[float | None] = [0.05]
+
+    async def respond(msg: Msg) -> None:
+        seen.append(float((msg.headers or {})[TIMEOUT_HEADER]))
+        if len(seen) <= 2:
+            refusal = ErrorReply(code=ErrorCode.OVERLOADED, message="full", retry_after=hint[0])
+            await bus.nc.publish(msg.reply, to_json(refusal), headers=refusal.headers())
+        else:
+            reply = EchoReply(text="at last", instance="raw", correlation_id="c")
+            await bus.nc.publish(msg.reply, to_json(reply))
+
+    subscription = await bus.subscribe_raw(subject, respond)
+    try:
+        assert (await bus.request(interface, EchoRequest(text="x"), timeout=5)).text == "at last"
+        assert len(seen) == 3
+        assert seen[0] <= 5.0
+        assert seen[0] > seen[1] > seen[2], "each try carries the time left"
+
+        seen.clear()
+        hint[0] = None
+        with pytest.raises(RemoteError) as refused:
+            await bus.request(interface, EchoRequest(text="x"), timeout=5)
+        assert refused.value.code == ErrorCode.OVERLOADED
+        assert len(seen) == 1, "no hint: no retry"
+    finally:
+        await subscription.unsubscribe()

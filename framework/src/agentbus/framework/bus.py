@@ -54,6 +54,8 @@ log = logging.getLogger("agentbus.bus")
 ReplyT = TypeVar("ReplyT", bound=BusMessage)
 
 MIN_WAIT = 0.001
+MIN_PAUSE = 0.01
+"""The shortest wait before retrying ``overloaded``, whatever the hint says."""
 CLOSE_TIMEOUT = 2.0
 """Seconds ``close()`` waits for the connection to drain before closing it as it is."""
 
@@ -307,7 +309,7 @@ class Bus:
                 break
             if error.code != ErrorCode.OVERLOADED or error.retry_after is None:
                 raise RemoteError(error)
-            pause = error.retry_after * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+            pause = max(error.retry_after, MIN_PAUSE) * random.uniform(0.5, 1.5)  # noqa: S311
             if time.monotonic() + pause >= give_up:
                 raise RemoteError(error)
             await asyncio.sleep(pause)

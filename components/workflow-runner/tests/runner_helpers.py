@@ -59,6 +59,13 @@ def policy(workspace: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
+def side_effect_then_report(received: Received) -> Any:
+    """A brain: first turn runs :data:`SIDE_EFFECT` through shell.exec, then says "done"."""
+    if not tool_results(received):
+        return answer(received, "", [("call_sh", "shell_exec", {"argv": [SIDE_EFFECT]})])
+    return answer(received, "done")
+
+
 async def get_run(bus: Bus, run_id: str) -> RunInfo:
     return (await bus.request(WORKFLOWS_GET, GetRequest(run_id=run_id))).run
 

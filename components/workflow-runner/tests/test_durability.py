@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import FakeModel, Received, answer, run_events, tool_results, wait_status
+from runner_helpers import (
+    FakeModel,
+    Received,
+    answer,
+    run_events,
+    side_effect_then_report,
+    tool_results,
+    wait_status,
+)
 
 from agentbus.framework import Bus, EmbeddedNats, NoRespondersError, Settings
 from agentbus.framework.testing import eventually
@@ -23,13 +31,6 @@ from agentbus.interfaces.catalog.workflows import (
 from agentbus.interfaces.metadata import Source
 from agentbus.interfaces.subjects import workflow_dispatch_subject
 from agentbus.workflow_runner.dispatch import Dispatch
-
-
-def side_effect_then_report(received: Received) -> Any:
-    if not tool_results(received):
-        call = {"argv": ["./side_effect.sh"]}
-        return answer(received, "", [("call_sh", "shell_exec", call)])
-    return answer(received, "done")
 
 
 def turn_one_requests(fake: FakeModel) -> int:

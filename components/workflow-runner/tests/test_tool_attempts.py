@@ -15,26 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner_helpers import (
-    SIDE_EFFECT,
-    FakeModel,
-    Received,
-    answer,
-    tool_results,
-    wait_status,
-)
+from runner_helpers import SIDE_EFFECT, FakeModel, side_effect_then_report, wait_status
 
 from agentbus.framework import Bus, RemoteError
 from agentbus.framework.testing import eventually
 from agentbus.interfaces.catalog.tools import TOOLS_LIST, ListToolsRequest
 from agentbus.interfaces.catalog.workflows import WORKFLOWS_START, StartRequest
-
-
-def side_effect_then_report(received: Received) -> Any:
-    if not tool_results(received):
-        return answer(received, "", [("call_sh", "shell_exec", {"argv": [SIDE_EFFECT]})])
-    return answer(received, "done")
-
 
 RUN = {"prompt": "run it", "tools": ["shell.exec"], "model": "fast", "context_budget": 9000}
 

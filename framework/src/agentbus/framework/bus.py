@@ -287,7 +287,8 @@ class Bus:
 
         The request carries ``timeout`` (the time left) as its deadline; a service that
         answers ``overloaded`` with a ``retry_after`` is asked again after that many seconds
-        ±50% (jitter), as long as the timeout allows, then its error is raised."""
+        ±50% (jitter) while the time left after the pause is still ``retry_after`` (about
+        the wait the service reported), then its error is raised."""
         if interface.kind is not InterfaceKind.REQUEST or interface.reply is None:
             raise BusError(f"{interface.key} is a {interface.kind} interface, not a request")
         self._check_declared(interface)
@@ -310,8 +311,8 @@ class Bus:
             if error.code != ErrorCode.OVERLOADED or error.retry_after is None:
                 raise RemoteError(error)
             pause = max(error.retry_after, MIN_PAUSE) * random.uniform(0.5, 1.5)  # noqa: S311
-            if time.monotonic() + pause >= give_up:
-                raise RemoteError(error)
+            if time.monotonic() + pause + error.retry_after >= give_up:
+                raise RemoteError(error)  # the retry would still have to wait about retry_after
             await asyncio.sleep(pause)
         try:
             return interface.reply.model_validate_json(msg.data, extra="ignore")

@@ -49,6 +49,9 @@ def policy_text(
             f"[mcp_servers.{name}]",
             f"command = {json.dumps(sys.executable)}",
             f"args = {json.dumps(args)}",
+            "python = true",  # in its sandbox: the executor's Python, its file, where it writes
+            f"read_roots = {json.dumps([str(FAKE_SERVER.parent)])}",
+            f"roots = {json.dumps([str(workspace.outside)])}",
         ]
     lines += [
         "[policy.agent]",
@@ -208,8 +211,11 @@ async def test_a_changed_mcp_server_list_keeps_the_imports_and_applies_the_rest(
     assert (await call("mcp.fake.echo", text="after")).content == "after"
     assert {name for name in await listed(agent) if name.startswith("mcp.")} == {
         "mcp.fake.add",
+        "mcp.fake.connect",
         "mcp.fake.echo",
         "mcp.fake.environment",
+        "mcp.fake.linger",
+        "mcp.fake.read",
         "mcp.fake.scribble",
     }
     assert executor.engine.policies.mcp_servers.keys() == {"fake"}

@@ -253,3 +253,30 @@ async def test_the_client_retries_overloaded_only_when_told_when_and_sends_the_t
         assert len(seen) == 1, "no hint: no retry"
     finally:
         await subscription.unsubscribe()
+
+
+async def test_a_past_backlog_does_not_refuse_callers_when_the_queue_is_short(
+    start_service: StartService, bus: Bus
+) -> None:
+    """20 requests of 0.1 s at one slot: the last waited about 2 s. Afterwards, with one
+    request running and one queued, a caller that waits 1 s is queued and served (the wait
+    is estimated per place in the queue, not from what the last ones waited in a longer
+    one)."""
+    interface = echo_interface()
+    service = await start_service(echo_service(interface), settings={"max_concurrency": 1})
+    await asyncio.gather(
+        *(bus.request(interface, EchoRequest(text="x", delay=0.1), timeout=30) for _ in range(20))
+    )
+    ahead = [
+        asyncio.create_task(bus.request(interface, EchoRequest(text="ahead", delay=0.1)))
+        for _ in range(2)
+    ]
+    await eventually(
+        lambda: service.handled == 21 and service._slots.queued == 1,
+        what="one request ahead running, one queued",
+    )
+
+    reply = await bus.request(interface, EchoRequest(text="short"), timeout=1.0)
+
+    assert reply.text == "short"
+    assert [r.text for r in await asyncio.gather(*ahead)] == ["ahead", "ahead"]

@@ -51,10 +51,10 @@ class Slots:
         self.max_queue = max_queue
         self.tasks: set[asyncio.Task[None]] = set()
         self._started: dict[asyncio.Task[None], float] = {}  # when each running task began
-        self._queue: deque[tuple[float, Job]] = deque()  # (queued at, job)
+        self._queue: deque[tuple[float, int, Job]] = deque()  # (queued at, place, job)
         self._replies: set[asyncio.Task[None]] = set()  # refusals being sent
         self._seconds_per_job = 0.0  # moving average of handler time
-        self._seconds_queued = 0.0  # moving average of the wait for a slot
+        self._seconds_per_place = 0.0  # moving average of the wait for a slot per place
         self._idle = asyncio.Event()
         self._idle.set()
         self.closed = False
@@ -82,7 +82,7 @@ class Slots:
                 return False
         if job.deadline is not None and job.deadline - now < self._wait(now):
             return False  # it would expire in the queue: say so now, not by silence
-        self._queue.append((now, job))
+        self._queue.append((now, len(self._queue), job))
         self._idle.clear()
         return True
 
@@ -93,10 +93,11 @@ class Slots:
 
     def _wait(self, now: float) -> float:
         """How long a request queued now will wait for a slot, about: what the last ones
-        waited, and at least what the oldest queued one has waited so far; with nothing
-        queued, until a slot frees."""
+        waited per place ahead of them, times its places, and at least what the oldest
+        queued one has waited so far; with nothing queued, until a slot frees."""
         if self._queue:
-            return max(self._seconds_queued, now - self._queue[0][0])
+            by_place = self._seconds_per_place * (len(self._queue) + 1)
+            return max(by_place, now - self._queue[0][0])
         per_job = self._seconds_per_job or now - min(self._started.values(), default=now)
         return per_job / self.limit
 
@@ -120,21 +121,23 @@ class Slots:
     def _start_queued(self) -> None:
         now = time.monotonic()
         while self._queue and len(self.tasks) < self.limit:
-            queued_at, job = self._queue.popleft()
+            queued_at, place, job = self._queue.popleft()
             if job.deadline is not None and job.deadline <= now:
                 job.expired()
                 continue
-            self._seconds_queued = _average(self._seconds_queued, now - queued_at)
+            self._seconds_per_place = _average(
+                self._seconds_per_place, (now - queued_at) / (place + 1)
+            )
             self._start(job)
 
     def _drop_expired_head(self, now: float) -> None:
         """Drop expired requests at the head of the queue (where the oldest wait), so that
         callers who gave up do not take the places of new ones."""
         while self._queue:
-            deadline = self._queue[0][1].deadline
+            deadline = self._queue[0][2].deadline
             if deadline is None or deadline > now:
                 return
-            self._queue.popleft()[1].expired()
+            self._queue.popleft()[2].expired()
 
     def cancel_all(self, refusal: ErrorReply) -> tuple[int, int]:
         """Answer every queued request with ``refusal`` and cancel every running handler
@@ -142,7 +145,7 @@ class Slots:
         refused = len(self._queue)
         loop = asyncio.get_running_loop()
         while self._queue:
-            reply = loop.create_task(self._queue.popleft()[1].refuse(refusal))
+            reply = loop.create_task(self._queue.popleft()[2].refuse(refusal))
             self._replies.add(reply)
             reply.add_done_callback(self._replies.discard)
         running = list(self.tasks)

@@ -158,11 +158,12 @@ def test_every_image_is_ours() -> None:
 
 def test_only_the_tool_executor_runs_without_a_seccomp_filter() -> None:
     for workload in WORKLOADS:
-        for container in pod_spec(workload)["containers"]:
+        for container in containers(workload):
             profile = effective(workload, container, "seccompProfile")
-            unconfined = workload["metadata"]["name"] == "tool-executor"
+            unconfined = workload["metadata"]["name"] == container["name"] == "tool-executor"
             expected = "Unconfined" if unconfined else "RuntimeDefault"
-            assert profile == {"type": expected}, f"{workload['metadata']['name']}: {profile}"
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert profile == {"type": expected}, f"{where}: {profile}"
             # bwrap runs without a fresh /proc: the masked /proc of the default is enough.
             assert "procMount" not in container["securityContext"]
 

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from agentbus.framework.auth.credentials import GRANT_HINT, REFUSAL, identity_and_key
 from agentbus.framework.auth.grants import inbox_prefix
 from agentbus.framework.chunk_stream import ChunkStream
-from agentbus.framework.config import Settings, redact_url
+from agentbus.framework.config import Settings, redact_url, split_urls
 from agentbus.framework.embedded import discovered_url
 from agentbus.framework.errors import (
     BusError,
@@ -41,7 +41,9 @@ from agentbus.framework.errors import (
     RemoteError,
     RequestTimeoutError,
 )
+from agentbus.framework.jetstream import ReplicatedJetStream
 from agentbus.framework.nats_guard import guard_nats_client
+from agentbus.framework.reconnect import jittered_reconnect
 from agentbus.framework.security import reason, security_for, speaks_tls, tls_advice, tls_context
 from agentbus.framework.wire import TIMEOUT_HEADER, error_from, timeout_header, to_json
 from agentbus.interfaces.error_reply import ErrorCode
@@ -56,6 +58,9 @@ ReplyT = TypeVar("ReplyT", bound=BusMessage)
 MIN_WAIT = 0.001
 MIN_PAUSE = 0.01
 """The shortest wait before retrying ``overloaded``, whatever the hint says."""
+ELECTION_WAIT = 10.0
+"""Seconds a JetStream publish on a cluster waits for a stream to elect a new leader."""
+ELECTION_PAUSE = 0.25
 CLOSE_TIMEOUT = 2.0
 """Seconds ``close()`` waits for the connection to drain before closing it as it is."""
 
@@ -91,8 +96,10 @@ class Bus:
         self._waiting: dict[str, set[asyncio.Task[Any]]] = {}
         self._refused: set[asyncio.Task[Any]] = set()
         self.refused_subscriptions: set[str] = set()
+        self.replicas = settings.replicas_for(self._url)
+        """Replicas of the streams and buckets declared through :attr:`js`."""
         self.broker = NatsBroker(
-            self._url or "nats://127.0.0.1:4222",
+            split_urls(self._url or "") or "nats://127.0.0.1:4222",  # a cluster: every seed
             security=security_for(settings, self._tls, self.nkey_file),
             inbox_prefix=inbox_prefix(self.identity),
             error_cb=self._on_nats_error,
@@ -101,6 +108,7 @@ class Bus:
             log_level=logging.DEBUG,
             max_reconnect_attempts=-1 if patient else 3,
             reconnect_time_wait=2 if patient else 0,
+            reconnect_to_server_handler=jittered_reconnect(2.0 if patient else 0.0),
             connect_timeout=2,
         )
         self._connected = False
@@ -268,7 +276,13 @@ class Bus:
 
     @property
     def js(self) -> JetStreamContext:
-        return self.nc.jetstream()
+        """JetStream, declaring resources with :attr:`replicas` (never changing existing ones)."""
+        return self.jetstream()
+
+    def jetstream(self, *, upgrade: bool = False) -> ReplicatedJetStream:
+        """JetStream; ``upgrade``: declaring raises the replicas of existing resources that
+        have fewer (the connection's identity must be allowed to update streams)."""
+        return ReplicatedJetStream(self.nc, replicas=self.replicas, upgrade=upgrade)
 
     def metadata(self, interface: Interface[Any, Any], cause: Metadata | None = None) -> Metadata:
         if cause is not None:
@@ -377,23 +391,32 @@ class Bus:
         qualifier: str | None = None,
         metadata: Metadata | None = None,
     ) -> PubAck:
-        """Publish an event durably (JetStream); de-duplicated by message id."""
+        """Publish an event durably (JetStream); de-duplicated by message id.
+
+        On a cluster, a stream whose leader was lost answers nobody until its replicas
+        elect another: the publish is tried again (same message id) for up to
+        :data:`ELECTION_WAIT` seconds before :class:`NoRespondersError`."""
         if interface.kind is not InterfaceKind.EVENT:
             raise BusError(f"{interface.key} is a {interface.kind} interface, not an event")
         self._check_declared(interface)
         meta = metadata or self.metadata(interface, cause)
         subject = event_subject(interface.name, interface.version.major, qualifier=qualifier)
-        try:
-            ack: PubAck = await self._guarded(
-                subject,
-                self.js.publish(subject, to_json(message), headers=meta.to_headers(dedupe=True)),
-            )
-        except nats.js.errors.NoStreamResponseError:
-            raise NoRespondersError(
-                f"no stream stores {subject}: start a service once (it declares the streams) or "
-                "run `agentbus up`"
-            ) from None
-        return ack
+        data, headers = to_json(message), meta.to_headers(dedupe=True)
+        give_up = time.monotonic() + ELECTION_WAIT
+        while True:
+            try:
+                ack: PubAck = await self._guarded(
+                    subject, self.js.publish(subject, data, headers=headers)
+                )
+                return ack
+            except nats.js.errors.NoStreamResponseError:
+                if not self.nc._server_info.get("cluster") or time.monotonic() >= give_up:
+                    raise NoRespondersError(
+                        f"no stream stores {subject}: start a service once (it declares the "
+                        "streams) or run `agentbus up`; on a cluster, its replicas may have "
+                        "no leader (a majority of the nodes down)"
+                    ) from None
+            await asyncio.sleep(ELECTION_PAUSE * random.uniform(0.5, 1.5))  # noqa: S311
 
     async def publish_raw(
         self, subject: str, data: bytes, *, headers: dict[str, str] | None = None

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
 
     nats_url: str | None = Field(
         default=None,
-        description="NATS server URL. Unset: use the embedded server of `agentbus up`.",
+        description="NATS server URL, or several seed URLs of one cluster separated by commas "
+        "(the connection uses all of them). Unset: use the embedded server of `agentbus up`.",
     )
     nats_user: str | None = None
     nats_password: SecretStr | None = None
@@ -78,6 +79,13 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=10.0, gt=0)
     event_max_deliver: int = Field(default=5, gt=0, description="Tries before dead-lettering.")
     jetstream_storage: Literal["file", "memory"] = "file"
+    js_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description="Replicas of every stream and KV bucket agentbus declares (an existing one "
+        "with fewer is upgraded, never downgraded). Unset: 3 with several NATS URLs, else 1.",
+    )
     deploy_component: str | None = Field(
         default=None,
         description="Blue/green: the component this instance is a version of (see deploy/).",
@@ -135,11 +143,18 @@ class Settings(BaseSettings):
     def nats_tls(self) -> bool:
         """Whether the connection to NATS must be TLS: a ``tls://`` URL or any TLS setting."""
         return bool(
-            (self.nats_url or "").startswith("tls://")
+            any(url.startswith("tls://") for url in split_urls(self.nats_url or ""))
             or self.nats_tls_ca
             or self.nats_tls_cert
             or self.nats_tls_server_name
         )
+
+    def replicas_for(self, url: str | None) -> int:
+        """The replica count of the resources declared through ``url`` (one URL or a list):
+        ``js_replicas``, else 3 for a list of several (a cluster), else 1."""
+        if self.js_replicas is not None:
+            return self.js_replicas
+        return 3 if len(split_urls(url or "")) > 1 else 1
 
     def redacted_nats_url(self) -> str:
         return redact_url(self.nats_url) if self.nats_url else "(embedded)"
@@ -175,8 +190,15 @@ def _explain(exc: ValidationError, path: Path | None) -> str:
     return "invalid settings: " + "; ".join(lines)
 
 
+def split_urls(urls: str) -> list[str]:
+    """The URLs of a comma-separated list (one URL gives a list of one), blanks dropped."""
+    return [url.strip() for url in urls.split(",") if url.strip()]
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password or token replaced by ``***``."""
+    """The URL (or comma-separated URLs) with any password or token replaced by ``***``."""
+    if "," in url:
+        return ",".join(redact_url(one) for one in split_urls(url))
     parts = urlsplit(url)
     if parts.password is None and not parts.username:
         return url

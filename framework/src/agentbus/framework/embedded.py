@@ -9,6 +9,7 @@ on Linux, dies with its parent.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from agentbus.framework.auth.keys import write_private
+from agentbus.framework.config import split_urls
 from agentbus.framework.errors import EmbeddedNatsError
 
 URL_FILE = "nats.url"
@@ -80,6 +83,41 @@ def _port_taken(host: str, port: int) -> bool:
 
 
 @dataclass(frozen=True)
+class ClusterRoutes:
+    """This server's place in a cluster of embedded servers on loopback: its name, its
+    route port, and the route ports of all the nodes (its own included). Routes
+    authenticate with ``route_password`` (a stranger on loopback cannot join as a route)."""
+
+    name: str
+    port: int
+    peers: tuple[int, ...]
+    route_password: str
+    cluster_name: str = "agentbus"
+    host: str = "127.0.0.1"
+
+    def config(self, auth: Path | None, folder: Path) -> str:
+        """The node's nats-server config: its name, the cluster block, and ``auth``
+        included (by a path relative to ``folder``, so a reload reads it afresh)."""
+        routes = [
+            f"nats://route:{self.route_password}@{self.host}:{port}"
+            for port in self.peers
+            if port != self.port
+        ]
+        lines = [f"server_name: {json.dumps(self.name)}"]
+        if auth is not None:
+            lines.append(f"include {json.dumps(os.path.relpath(auth, folder))}")
+        lines += [
+            "cluster {",
+            f"  name: {json.dumps(self.cluster_name)}",
+            f"  listen: {json.dumps(f'{self.host}:{self.port}')}",
+            f"  authorization {{ user: route, password: {json.dumps(self.route_password)} }}",
+            f"  routes: {json.dumps(routes)}",
+            "}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
 class ServerTls:
     """The server's certificate and key (PEM files); with ``verify``, clients must present a
     certificate signed by ``ca`` (client verification needs ``ca``)."""
@@ -124,9 +162,11 @@ class EmbeddedNats:
         write_url_file: bool = False,
         tls: ServerTls | None = None,
         auth: Path | None = None,
+        cluster: ClusterRoutes | None = None,
     ) -> None:
         """``auth`` is an ``authorization`` config (``AuthFolder.server_config``): without
-        one the server accepts anonymous clients, which only tests of that very fact want."""
+        one the server accepts anonymous clients, which only tests of that very fact want.
+        ``cluster`` makes it one node of a cluster (see :class:`ClusterRoutes`)."""
         self.data_dir = data_dir
         self.host = host
         self.port = port or free_port(host)
@@ -135,6 +175,7 @@ class EmbeddedNats:
         self.write_url_file = write_url_file
         self.tls = tls
         self.auth = auth
+        self.cluster = cluster
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -187,7 +228,11 @@ class EmbeddedNats:
             argv += ["--http_port", str(self.monitor_port)]
         if self.tls is not None:
             argv += self.tls.argv()
-        if self.auth is not None:
+        if self.cluster is not None:
+            config = self.data_dir / "cluster.conf"  # holds the route password: owner only
+            write_private(config, self.cluster.config(self.auth, self.data_dir).encode())
+            argv += ["--config", str(config)]
+        elif self.auth is not None:
             argv += ["--config", str(self.auth)]
         self._process = subprocess.Popen(
             argv,
@@ -262,11 +307,12 @@ class EmbeddedNats:
 
 
 def discovered_url(data_dir: Path) -> str | None:
-    """The URL that a running ``agentbus up`` wrote into ``data_dir``, if any."""
+    """The URL that a running ``agentbus up`` wrote into ``data_dir``, if any (a cluster's:
+    its nodes' URLs separated by commas, one per line in the file)."""
     path = data_dir / URL_FILE
     if path.is_file():
-        url = path.read_text(encoding="utf-8").strip()
-        return url or None
+        urls = path.read_text(encoding="utf-8").replace("\n", ",")
+        return ",".join(split_urls(urls)) or None
     return None
 
 
@@ -288,4 +334,11 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:]) or "(empty log)"
 
 
-__all__ = ["EmbeddedNats", "ServerTls", "discovered_url", "free_port", "nats_server_binary"]
+__all__ = [
+    "ClusterRoutes",
+    "EmbeddedNats",
+    "ServerTls",
+    "discovered_url",
+    "free_port",
+    "nats_server_binary",
+]

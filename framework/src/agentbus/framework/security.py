@@ -9,14 +9,14 @@ from faststream.nats import NatsCredentials, NatsSecurity, NatsToken
 from faststream.nats.security import NatsNKey, NatsUserPassword
 from nats.aio.client import Client
 
-from agentbus.framework.config import Settings
+from agentbus.framework.config import Settings, split_urls
 from agentbus.framework.errors import ConfigError
 
 
 def tls_context(settings: Settings, url: str | None = None) -> ssl.SSLContext | None:
     """The client's TLS context when TLS is on (``Settings.nats_tls``, or a ``tls://`` ``url``),
     else ``None``."""
-    if not (settings.nats_tls or (url or "").startswith("tls://")):
+    if not (settings.nats_tls or any(u.startswith("tls://") for u in split_urls(url or ""))):
         return None
     try:
         context = ssl.create_default_context(

@@ -5,6 +5,7 @@ A cluster file (``agentbus.toml``)::
     [nats]
     url = ""             # empty: start an embedded nats-server
     port = 4222          # the embedded server's port (0: any free port)
+    cluster = 1          # 3: three embedded servers routed into a JetStream cluster
 
     [[service]]
     name = "hello"
@@ -26,7 +27,9 @@ own session (a terminal Ctrl-C reaches only the supervisor, which stops
 children in order: services first, then the versions its maintainers deployed with
 the local backend (noted under ``<data dir>/deploy/live``), NATS last) and, on Linux,
 dies with the supervisor. A replica that exits is restarted with exponential backoff, and
-so is the embedded nats-server (same port and store).
+so is the embedded nats-server (same port and store), or each node of an embedded cluster
+(``cluster = 3`` or ``agentbus up --nats-cluster 3``: services get every node's URL and
+declare their streams and buckets with three replicas).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from agentbus.framework.auth.store import AuthFolder, Identity
 from agentbus.framework.config import load_toml, redact_url
 from agentbus.framework.deploy.backends.local_runtime import stop_live_instances
 from agentbus.framework.embedded import EmbeddedNats, _die_with_parent
+from agentbus.framework.embedded_cluster import EmbeddedCluster
 from agentbus.framework.errors import ConfigError, EmbeddedNatsError
 from agentbus.interfaces.validation import explain
 
@@ -59,6 +63,13 @@ class NatsSection(BaseModel):
     url: str = ""
     port: int = Field(default=4222, ge=0, le=65535)
     monitor_port: int | None = Field(default=None, ge=0, le=65535)
+    cluster: int = Field(
+        default=1,
+        ge=1,
+        le=7,
+        description="Embedded nats-servers: 1, or 3 (5, 7) routed into a JetStream cluster "
+        "on loopback (the nodes' client ports follow `port`).",
+    )
 
 
 BASE_VARIABLES = (
@@ -167,6 +178,16 @@ class Replica:
 
 
 @dataclass
+class NodeWatch:
+    """The restart state of one embedded nats-server the supervisor runs."""
+
+    server: EmbeddedNats
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+
+
+@dataclass
 class Supervisor:
     """Runs a cluster until :meth:`request_stop`; restarts replicas that exit."""
 
@@ -182,11 +203,11 @@ class Supervisor:
     ``[nats] url``, whose own configuration decides who it admits: replicas then use the
     keys already in the auth folder, if any."""
     nats: EmbeddedNats | None = None
+    """The embedded server (the first node of an embedded cluster)."""
+    nats_cluster: EmbeddedCluster | None = None
     url: str = ""
     _stopping: bool = False
-    _nats_restarts: int = 0
-    _nats_next_start: float = 0.0
-    _nats_started_at: float = 0.0
+    _nodes: list[NodeWatch] = field(default_factory=list)
 
     @property
     def auth(self) -> AuthFolder:
@@ -200,6 +221,8 @@ class Supervisor:
         if self.cluster.nats.url:
             self.url = self.cluster.nats.url
             self.log(f"using NATS at {redact_url(self.url)}")
+        elif self.cluster.nats.cluster > 1:
+            self._start_nats_cluster()
         else:
             self.nats = EmbeddedNats(
                 self.data_dir,
@@ -209,7 +232,7 @@ class Supervisor:
                 auth=self.auth.server_config if self.identities is not None else None,
             ).start()
             self.url = self.nats.url
-            self._nats_started_at = time.monotonic()
+            self._nodes = [NodeWatch(self.nats, started_at=time.monotonic())]
             admits = "only the cluster's identities" if self.nats.auth else "anyone"
             self.log(
                 f"embedded nats-server with JetStream on {self.url} (data in {self.data_dir}; "
@@ -220,6 +243,25 @@ class Supervisor:
                 replica = Replica(service, index)
                 self.replicas.append(replica)
                 self._spawn(replica)
+
+    def _start_nats_cluster(self) -> None:
+        """Start the embedded cluster and wait for its JetStream meta leader (services
+        declare their streams as they start)."""
+        size = self.cluster.nats.cluster
+        auth = self.auth.server_config if self.identities is not None else None
+        cluster = EmbeddedCluster(
+            self.data_dir, size, port=self.cluster.nats.port, auth=auth, write_url_file=True
+        )
+        self.nats_cluster = cluster.start()
+        self.nats = cluster.nodes[0]
+        self.url = cluster.url
+        now = time.monotonic()
+        self._nodes = [NodeWatch(node, started_at=now) for node in cluster]
+        admits = "only the cluster's identities" if auth else "anyone"
+        self.log(
+            f"embedded NATS cluster of {size} with JetStream on {self.url} (meta leader "
+            f"{cluster.meta_leader()}; data in {self.data_dir / 'cluster'}; admits {admits})"
+        )
 
     def _environment(self, replica: Replica) -> dict[str, str]:
         folder = str(self.cluster.path.resolve().parent)
@@ -271,35 +313,41 @@ class Supervisor:
                 self._spawn(replica)
 
     def _watch_nats(self, now: float) -> None:
-        """The embedded server is a child like any other: when it dies it is started again
-        on the same port and JetStream store (same URL: services reconnect by themselves),
-        with the replicas' backoff; each step is logged."""
-        nats = self.nats
-        if nats is None or self._stopping:
+        """Each embedded server is a child like any other: when it dies it is started again
+        on the same port and JetStream store (same URL: services reconnect by themselves;
+        a cluster node rejoins its routes and catches up), with the replicas' backoff; each
+        step is logged."""
+        if self._stopping:
             return
+        for node in self._nodes:
+            self._watch_node(node, now)
+
+    def _watch_node(self, node: NodeWatch, now: float) -> None:
+        nats = node.server
+        name = f"nats-server {nats.cluster.name}" if nats.cluster else "nats-server"
         code = nats.exit_code
         if code is not None:
-            if now - self._nats_started_at > 60:
-                self._nats_restarts = 0
-            delay = min(30.0, 0.5 * 2.0**self._nats_restarts)
-            self._nats_restarts += 1
-            self._nats_next_start = now + delay
+            if now - node.started_at > 60:
+                node.restarts = 0
+            delay = min(30.0, 0.5 * 2.0**node.restarts)
+            node.restarts += 1
+            node.next_start = now + delay
             nats.stop()  # forget the dead process (nothing to signal)
             self.log(
-                f"nats-server exited with code {code} (log: {nats.log_path}); restarting it "
-                f"on {self.url} in {delay:.1f}s, services reconnect"
+                f"{name} exited with code {code} (log: {nats.log_path}); restarting it "
+                f"on {nats.url} in {delay:.1f}s, services reconnect"
             )
-        elif not nats.running and now >= self._nats_next_start:
+        elif not nats.running and now >= node.next_start:
             try:
                 nats.start()
             except EmbeddedNatsError as exc:
-                delay = min(30.0, 0.5 * 2.0**self._nats_restarts)
-                self._nats_restarts += 1
-                self._nats_next_start = now + delay
-                self.log(f"nats-server did not start again: {exc}; next try in {delay:.1f}s")
+                delay = min(30.0, 0.5 * 2.0**node.restarts)
+                node.restarts += 1
+                node.next_start = now + delay
+                self.log(f"{name} did not start again: {exc}; next try in {delay:.1f}s")
                 return
-            self._nats_started_at = now
-            self.log(f"nats-server is back on {self.url} with its JetStream store")
+            node.started_at = now
+            self.log(f"{name} is back on {nats.url} with its JetStream store")
 
     def request_stop(self) -> None:
         self._stopping = True
@@ -327,7 +375,10 @@ class Supervisor:
             self.log(f"stopped {replica.instance}")
         for instance in stop_live_instances(self.data_dir.resolve(), self.grace):
             self.log(f"stopped deployed instance {instance}")
-        if self.nats is not None:
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
+            self.log(f"stopped the {len(self.nats_cluster.nodes)} nats-servers")
+        elif self.nats is not None:
             self.nats.stop()
             self.log("stopped nats-server")
 

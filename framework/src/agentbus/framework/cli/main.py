@@ -21,6 +21,7 @@ from agentbus.framework.cli import (
     deploy_cmd,
     health_cmd,
     interfaces_cmd,
+    js_cmd,
     status_cmd,
     up_cmd,
 )
@@ -68,6 +69,7 @@ app.add_typer(bus_cmd.deadletters_app, name="deadletters")
 app.add_typer(interfaces_cmd.app, name="interfaces")
 app.add_typer(deploy_cmd.app, name="deploy")
 app.add_typer(auth_cmd.app, name="auth")
+app.add_typer(js_cmd.app, name="js")
 
 
 def _load_plugins() -> None:

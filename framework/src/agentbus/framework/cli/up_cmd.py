@@ -26,6 +26,16 @@ def up(
     port: Annotated[
         int | None, typer.Option(help="Embedded NATS port (overrides the file; 0: any).")
     ] = None,
+    nats_cluster: Annotated[
+        int | None,
+        typer.Option(
+            "--nats-cluster",
+            min=1,
+            max=7,
+            help="Embedded nats-servers routed into a JetStream cluster (3: survives the loss "
+            "of one; overrides the file's [nats] cluster). Streams and buckets get 3 replicas.",
+        ),
+    ] = None,
 ) -> None:
     """Start embedded NATS and the cluster file's services; restart crashes; Ctrl-C stops all.
 
@@ -35,6 +45,8 @@ def up(
     cluster = ClusterFile.load(file)
     if port is not None:
         cluster.nats.port = port
+    if nats_cluster is not None:
+        cluster.nats.cluster = nats_cluster
     opts = options(ctx)
     if opts.nats_url:
         cluster.nats.url = opts.nats_url

@@ -147,6 +147,10 @@ def test_every_container_runs_as_the_image_user_without_privileges() -> None:
             assert effective(workload, container, "readOnlyRootFilesystem") is True, where
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], where
             assert {"requests", "limits"} <= container.get("resources", {}).keys(), where
+        # No workload talks to the Kubernetes API: no token in any pod.
+        assert pod_spec(workload)["automountServiceAccountToken"] is False, workload["metadata"][
+            "name"
+        ]
 
 
 def test_every_image_is_ours() -> None:

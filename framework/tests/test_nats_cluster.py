@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from nats.js.api import StreamConfig
 from agentbus.framework import Bus, ConfigError, EmbeddedNats, Settings
 from agentbus.framework.auth import AuthFolder
 from agentbus.framework.config import redact_url
-from agentbus.framework.embedded import discovered_url
+from agentbus.framework.embedded import ClusterRoutes, discovered_url, free_port
 from agentbus.framework.embedded_cluster import EmbeddedCluster
 from agentbus.framework.jetstream import (
     CONFIG_BUCKET,
@@ -88,6 +89,28 @@ def test_reconnects_try_every_server_at_once_then_wait_with_jitter() -> None:
     delays = {choose([tried, fresh], {})[1] for _ in range(20)}
     assert all(1.0 <= delay <= 3.0 for delay in delays)
     assert len(delays) > 1  # jitter: not every client waits the same
+
+
+def test_a_stranger_cannot_join_the_cluster_as_a_route(
+    cluster: EmbeddedCluster, tmp_path: Path
+) -> None:
+    first = cluster.nodes[0]
+    assert first.cluster is not None
+    stranger = EmbeddedNats(
+        tmp_path / "stranger",
+        cluster=ClusterRoutes("n4", free_port(), first.cluster.peers, "not-the-password"),
+    )
+    with stranger:
+        wait_for(
+            lambda: (
+                "Router connection closed: Authentication Failure" in first.log_path.read_text()
+            ),
+            20,
+            f"n1 to refuse the stranger's route (log: {first.log_path})",
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{first.monitor_port}/routez") as reply:
+            routes = json.loads(reply.read())["routes"]
+        assert {route.get("remote_name") for route in routes} == {"n2", "n3"}
 
 
 # -- replicas --------------------------------------------------------------------------

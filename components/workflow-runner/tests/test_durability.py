@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from runner_helpers import (
     FakeModel,
     Received,
@@ -30,6 +31,7 @@ from agentbus.interfaces.catalog.workflows import (
 )
 from agentbus.interfaces.metadata import Source
 from agentbus.interfaces.subjects import workflow_dispatch_subject
+from agentbus.workflow_runner import RunContext, WorkflowApp, dispatch, step
 from agentbus.workflow_runner.dispatch import Dispatch
 
 
@@ -261,3 +263,60 @@ async def test_a_run_executing_during_a_nats_server_restart_finishes(
 
     assert run.status == "finished", run.error
     assert [s.name for s in run.steps] == ["tools.list", "model", "tool:fs.read", "model"]
+
+
+# -- a lease that lapsed under a replica still executing the run ---------------------------
+
+HELD = asyncio.Event()
+EFFECTS: list[str] = []
+lapsing = WorkflowApp("lapsing-test")
+
+
+@step
+async def effect() -> str:
+    EFFECTS.append("once")
+    await HELD.wait()
+    return "done"
+
+
+class NoInput(BaseModel):
+    pass
+
+
+@lapsing.workflow("held_effect", input=NoInput)
+async def held_effect(run: RunContext, data: NoInput) -> str:
+    return await effect()
+
+
+async def test_a_run_given_again_to_the_replica_still_executing_it_runs_once(
+    start_runner: Any, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NATS outage longer than the lease: JetStream gives the run again, here to the only
+    replica, which is still executing it. It follows its own execution instead of starting
+    the run a second time (which ran each step's effect twice)."""
+
+    async def renews_nothing(msg: Any, ack_wait: float) -> None:
+        await asyncio.Event().wait()  # as if every renewal were lost in the outage
+
+    monkeypatch.setattr(dispatch, "keep_alive", renews_nothing)
+    HELD.clear()
+    EFFECTS.clear()
+    await start_runner(instance="only", apps=(lapsing,), ack_wait=1.0)
+    reply = await bus.request(WORKFLOWS_START, StartRequest(workflow="held_effect", input={}))
+    await eventually(lambda: EFFECTS, what="the step running")
+    redelivered = await eventually(
+        lambda: _delivered_more_than_once(bus), timeout=20, what="JetStream giving the run again"
+    )
+    assert redelivered
+
+    HELD.set()
+    run = await wait_status(bus, reply.run_id, "finished", "failed")
+
+    assert run.status == "finished", run.error
+    assert EFFECTS == ["once"]
+    assert run.attempts == 1
+
+
+async def _delivered_more_than_once(bus: Bus) -> bool:
+    info = await bus.js.consumer_info(dispatch.QUEUE.name, dispatch.CONSUMER)
+    return info.num_redelivered > 0

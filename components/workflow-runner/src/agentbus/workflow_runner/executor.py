@@ -95,6 +95,10 @@ class RunExecutor:
             await msg.term()
             return
         run = found[0]
+        held = self.running.get(run.run_id)
+        if held is not None:
+            await self._follow(held[0], msg, run.run_id)
+            return
         stale = run.status in TERMINAL or run.status == "waiting_approval"
         # running and delivered for the first time: a duplicate dispatch of a run another
         # replica holds (a crashed holder's own message comes back with num_delivered > 1)
@@ -210,6 +214,31 @@ class RunExecutor:
             self.running.pop(run.run_id, None)
         with contextlib.suppress(Exception):
             await msg.ack()
+
+    async def _follow(self, execution: asyncio.Task[None], msg: Msg, run_id: str) -> None:
+        """A new delivery of a run this replica is still executing (its lease lapsed while
+        NATS was out, and JetStream gave the run again; here, as the only replica, or to us
+        again): hold the new delivery's lease while the execution goes on instead of
+        starting the run a second time, then settle it as the execution ended."""
+        log.info("run %s came again while this replica still executes it; following it", run_id)
+        keep = asyncio.get_running_loop().create_task(
+            dispatch.keep_alive(msg, self._options.ack_wait)
+        )
+        try:
+            await asyncio.wait({execution})
+        finally:
+            keep.cancel()
+        with contextlib.suppress(Exception):
+            current = await self._load_quiet(run_id)
+            if (
+                current is None
+                or current.status in TERMINAL
+                or current.status == "waiting_approval"
+            ):
+                await msg.ack()
+                return
+        with contextlib.suppress(Exception):  # interrupted (a stop, the bus): taken again
+            await msg.nak()
 
     async def _load_quiet(self, run_id: str) -> RunInfo | None:
         found = await self._store.get(run_id)

@@ -78,7 +78,7 @@ _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "agentbus_workflow_run", default=None
 )
 
-TRANSIENT = {ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.LIMITED}
+TRANSIENT = {ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.LIMITED, ErrorCode.OVERLOADED}
 """Codes after which the same call is tried again (with backoff) instead of failing the run."""
 
 

@@ -26,6 +26,7 @@ from agentbus.framework.errors import (
     ServiceError,
 )
 from agentbus.framework.events import EventHandler, EventSubscription
+from agentbus.framework.ids import by_prefix
 from agentbus.framework.jetstream import (
     AUDIT,
     DAY,
@@ -71,6 +72,7 @@ __all__ = [
     "ServiceError",
     "Settings",
     "StreamSpec",
+    "by_prefix",
     "declare_all",
     "declare_stream",
     "error_from",

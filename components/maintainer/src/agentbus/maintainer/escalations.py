@@ -21,8 +21,15 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from agentbus.framework import ESCALATIONS, Bus, ConfigError, declare_stream, key_value, to_json
-from agentbus.framework.ids import by_prefix
+from agentbus.framework import (
+    ESCALATIONS,
+    Bus,
+    ConfigError,
+    by_prefix,
+    declare_stream,
+    key_value,
+    to_json,
+)
 from agentbus.interfaces.catalog.maintenance import Escalation, EscalationStatus
 from agentbus.interfaces.metadata import MSG_ID
 from agentbus.interfaces.subjects import escalation_subject

@@ -30,11 +30,12 @@ from agentbus.framework.jetstream import (
     STREAMS,
     ReplicatedJetStream,
     StreamSpec,
+    declare_all,
     declare_stream,
     key_value,
 )
 from agentbus.framework.reconnect import jittered_reconnect
-from agentbus.framework.testing import child_environment
+from agentbus.framework.testing import child_environment, eventually
 from agentbus.interfaces.metadata import Source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,6 +209,30 @@ async def test_js_upgrade_raises_every_agentbus_stream_and_bucket(
             run_cli, "--nats-url", cluster.url, "js", "upgrade", env=env
         )
         assert "already has the asked replicas" in again.stdout
+
+
+async def test_js_status_shows_a_lost_node_as_not_up(
+    cluster: EmbeddedCluster, tmp_path: Path
+) -> None:
+    async with Bus(settings_for(cluster.url, tmp_path), Source("test", "status")) as bus:
+        await declare_all(bus.js)
+    cluster.nodes[2].kill()
+    env = child_environment() | {"AGENTBUS_DATA_DIR": str(tmp_path / "cli")}
+
+    async def n3_state() -> str | None:
+        done = await asyncio.to_thread(
+            run_cli, "--nats-url", cluster.url, "js", "status", "--json", env=env
+        )
+        if done.returncode != 0:
+            return None
+        servers = {s["name"]: s for s in json.loads(done.stdout)["servers"]}
+        assert not servers["n3"]["connected"]
+        return None if servers["n3"]["state"] == "up" else servers["n3"]["state"]
+
+    assert await eventually(n3_state, timeout=30, interval=1, what="js status to see n3 gone") in {
+        "unseen",
+        "offline",
+    }
 
 
 # -- agentbus up --nats-cluster 3 ------------------------------------------------------

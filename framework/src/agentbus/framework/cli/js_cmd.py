@@ -6,16 +6,22 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import nats.errors
 import typer
 from nats.js.api import StreamInfo
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.cli.common import console, options, run, with_bus
 from agentbus.framework.cli.status_cmd import _table
+from agentbus.framework.errors import BusError
 from agentbus.framework.jetstream import KV_STREAM_PREFIX, declare_all, upgrade_replicas
 
 app = typer.Typer(help="JetStream: streams, buckets, replicas.", no_args_is_help=True)
 
+API_TIMEOUT = 10.0
+QUIET = 5.0
+"""A follower not heard from for longer is shown as unseen (the server flags it offline
+only later)."""
 STREAM_PREFIX = "AGENTBUS_"
 BUCKET_PREFIX = "agentbus_"
 
@@ -33,7 +39,7 @@ def describe(info: StreamInfo) -> dict[str, Any]:
     peers = (cluster.replicas or []) if cluster is not None else []
     followers = [
         {"name": peer.name, "current": bool(peer.current), "lag": peer.lag or 0}
-        | {"offline": bool(peer.offline)}
+        | {"offline": bool(peer.offline), "seen": round((peer.active or 0) / 1e9, 1)}
         for peer in peers
     ]
     return {
@@ -49,25 +55,42 @@ def describe(info: StreamInfo) -> dict[str, Any]:
 
 
 async def _ours(bus: Bus) -> list[StreamInfo]:
+    try:
+        found = await bus.nc.jetstream(timeout=API_TIMEOUT).streams_info()
+    except nats.errors.TimeoutError:
+        raise BusError(
+            f"JetStream did not list its streams within {API_TIMEOUT:g}s: a cluster that just "
+            "lost a node elects new leaders for a few seconds (try again), one without a "
+            "majority of its nodes cannot answer (start them)"
+        ) from None
     return sorted(
-        (info for info in await bus.js.streams_info() if is_ours(info.config.name or "")),
+        (info for info in found if is_ours(info.config.name or "")),
         key=lambda info: info.config.name or "",
     )
 
 
 def _servers(bus: Bus, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The servers named by the resources' leaders and followers, and the connected one."""
+    """The servers named by the resources' leaders and followers, and the connected one:
+    ``up`` (connected, leading, or a follower heard from lately), ``offline`` (flagged by
+    the cluster), else ``unseen``."""
     connected = str(bus.nc._server_info.get("server_name") or "")
-    names: dict[str, bool] = {connected: False} if connected else {}
+    states: dict[str, str] = {connected: "up"} if connected else {}
     for resource in resources:
         if resource["leader"]:
-            names.setdefault(resource["leader"], False)
+            states[resource["leader"]] = "up"
         for follower in resource["followers"]:
-            offline = names.get(follower["name"], False) or follower["offline"]
-            names[follower["name"]] = offline
+            name = follower["name"]
+            if follower["offline"]:
+                states[name] = "offline"
+            elif (
+                follower["current"] and follower["seen"] <= QUIET and states.get(name) != "offline"
+            ):
+                states[name] = "up"
+            else:
+                states.setdefault(name, "unseen")
     return [
-        {"name": name, "connected": name == connected, "offline": offline}
-        for name, offline in sorted(names.items())
+        {"name": name, "connected": name == connected, "state": state}
+        for name, state in sorted(states.items())
     ]
 
 
@@ -76,7 +99,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The cluster's servers, and every stream and KV bucket agentbus declared: replicas,
-    leader, followers (current or lagging by how many operations), messages, bytes."""
+    leader, followers (ok, lagging by how many operations, unseen for how long, or
+    offline), messages, bytes."""
 
     async def work(bus: Bus) -> dict[str, Any]:
         resources = [describe(info) for info in await _ours(bus)]
@@ -91,8 +115,7 @@ def status(
     for header in ("server", "connected", "state"):
         servers.add_column(header, overflow="fold")
     for server in found["servers"]:
-        state = "offline" if server["offline"] else "up"
-        servers.add_row(server["name"], "yes" if server["connected"] else "", state)
+        servers.add_row(server["name"], "yes" if server["connected"] else "", server["state"])
     console.print(servers if found["servers"] else "one server, not a cluster (no names)")
     table = _table()
     for header in ("kind", "name", "R", "leader", "followers"):
@@ -118,6 +141,8 @@ def status(
 def _follower(follower: dict[str, Any]) -> str:
     if follower["offline"]:
         return f"{follower['name']} offline"
+    if follower["seen"] > QUIET:
+        return f"{follower['name']} unseen {follower['seen']:.0f}s"
     if follower["current"]:
         return f"{follower['name']} ok"
     return f"{follower['name']} lag {follower['lag']}"

@@ -35,6 +35,7 @@ from agentbus.framework.jetstream import (
     key_value,
 )
 from agentbus.framework.reconnect import jittered_reconnect
+from agentbus.framework.supervisor import ClusterFile
 from agentbus.framework.testing import child_environment, eventually
 from agentbus.interfaces.metadata import Source
 
@@ -112,6 +113,15 @@ def test_a_stranger_cannot_join_the_cluster_as_a_route(
         with urllib.request.urlopen(f"http://127.0.0.1:{first.monitor_port}/routez") as reply:
             routes = json.loads(reply.read())["routes"]
         assert {route.get("remote_name") for route in routes} == {"n2", "n3"}
+
+
+def test_the_cluster_file_asks_for_a_cluster_in_its_nats_table(tmp_path: Path) -> None:
+    path = tmp_path / "agentbus.toml"
+    path.write_text("[nats]\nport = 0\ncluster = 3\n", encoding="utf-8")
+    assert ClusterFile.load(path).nats.cluster == 3
+    path.write_text("[nats]\ncluster = 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cluster"):
+        ClusterFile.load(path)
 
 
 # -- replicas --------------------------------------------------------------------------

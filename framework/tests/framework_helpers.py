@@ -11,21 +11,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
 
 from agentbus.framework import Service, handles
 from agentbus.framework.bus import Bus
+from agentbus.framework.config import Settings
 from agentbus.framework.context import MessageContext
 from agentbus.framework.errors import ServiceError
+from agentbus.framework.testing import child_environment
 from agentbus.interfaces.message import (
     BusMessage,
     Interface,
     event_interface,
     request_interface,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def unique(prefix: str) -> str:
@@ -146,3 +152,37 @@ async def gather_replies(bus: Bus, subject: str, expected: int, timeout: float =
     finally:
         await subscription.unsubscribe()
     return replies
+
+
+async def start_slow_service(
+    settings: Settings,
+    interface_name: str,
+    service_name: str,
+    log: Path,
+    *,
+    grace: float,
+    max_concurrency: int | None = None,
+) -> asyncio.subprocess.Process:
+    """``slow_service.py`` (the echo service, slowly) as a process of its own, its output in
+    ``log``: for tests of real signals."""
+    env = child_environment()
+    env.update(
+        AGENTBUS_NATS_URL=settings.nats_url or "",
+        AGENTBUS_DATA_DIR=str(settings.data_dir),
+        AGENTBUS_INSTANCE="proc",
+        AGENTBUS_SHUTDOWN_GRACE=str(grace),
+        TEST_INTERFACE=interface_name,
+        TEST_SERVICE=service_name,
+    )
+    if max_concurrency is not None:
+        env["AGENTBUS_MAX_CONCURRENCY"] = str(max_concurrency)
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("slow_service.py")),
+            cwd=REPO,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -15,16 +14,15 @@ from framework_helpers import (
     echo_interface,
     echo_service,
     request_json,
+    start_slow_service,
     unique,
 )
 
 from agentbus.framework.bus import Bus
 from agentbus.framework.config import Settings
 from agentbus.framework.errors import NoRespondersError, RemoteError
-from agentbus.framework.testing import child_environment, eventually
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_stop_finishes_a_hundred_in_flight_requests(
@@ -156,30 +154,6 @@ async def test_stopping_one_replica_loses_no_request(start_service: StartService
 # -- a real process and a real signal ----------------------------------------------------------
 
 
-async def start_process(
-    settings: Settings, interface_name: str, service_name: str, log: Path
-) -> asyncio.subprocess.Process:
-    env = child_environment()
-    env.update(
-        AGENTBUS_NATS_URL=settings.nats_url or "",
-        AGENTBUS_DATA_DIR=str(settings.data_dir),
-        AGENTBUS_INSTANCE="proc",
-        AGENTBUS_SHUTDOWN_GRACE="10",
-        TEST_INTERFACE=interface_name,
-        TEST_SERVICE=service_name,
-    )
-    with log.open("wb") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(Path(__file__).with_name("slow_service.py")),
-            cwd=REPO,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
-
-
 async def wait_until_serving(bus: Bus, name: str, process: asyncio.subprocess.Process) -> None:
     async def answers() -> bool:
         assert process.returncode is None, "the service process exited at start-up"
@@ -204,7 +178,7 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_zero(
     interface = echo_interface()
     name = unique("sigterm")
     log = tmp_path / "service.log"
-    process = await start_process(settings, interface.name, name, log)
+    process = await start_slow_service(settings, interface.name, name, log, grace=10)
     try:
         await wait_until_serving(bus, name, process)
         requests = [
@@ -239,7 +213,7 @@ async def test_second_sigterm_cancels_in_flight_work(
     interface = echo_interface()
     name = unique("sigterm2")
     log = tmp_path / "service.log"
-    process = await start_process(settings, interface.name, name, log)
+    process = await start_slow_service(settings, interface.name, name, log, grace=10)
     try:
         await wait_until_serving(bus, name, process)
         requests = [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
 from framework_helpers import (
@@ -15,6 +14,7 @@ from framework_helpers import (
     echo_interface,
     echo_service,
     request_json,
+    start_slow_service,
     unique,
 )
 
@@ -24,10 +24,8 @@ from agentbus.framework.config import Settings
 from agentbus.framework.embedded import EmbeddedNats
 from agentbus.framework.errors import RemoteError
 from agentbus.framework.service import STOP_MARGIN
-from agentbus.framework.testing import child_environment, eventually
+from agentbus.framework.testing import eventually
 from agentbus.framework.testing.plugin import StartService
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def outcomes(results: list[EchoReply | BaseException]) -> dict[str, int]:
@@ -98,32 +96,6 @@ async def test_requests_arriving_after_the_stop_go_to_the_other_replica(
     assert (await busy).text == "busy"
 
 
-async def start_process(
-    settings: Settings, interface_name: str, service_name: str, log: Path
-) -> asyncio.subprocess.Process:
-    """The echo service as a process: grace 1 s, 2 slots."""
-    env = child_environment()
-    env.update(
-        AGENTBUS_NATS_URL=settings.nats_url or "",
-        AGENTBUS_DATA_DIR=str(settings.data_dir),
-        AGENTBUS_INSTANCE="proc",
-        AGENTBUS_SHUTDOWN_GRACE="1",
-        AGENTBUS_MAX_CONCURRENCY="2",
-        TEST_INTERFACE=interface_name,
-        TEST_SERVICE=service_name,
-    )
-    with log.open("wb") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(Path(__file__).with_name("slow_service.py")),
-            cwd=REPO,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
-
-
 async def received(bus: Bus, name: str) -> int:
     """Requests the process received, from its ``$SRV.STATS``."""
     try:
@@ -142,7 +114,9 @@ async def test_sigterm_under_a_backlog_exits_within_grace_and_a_second(
     interface = echo_interface()
     name = unique("backlog")
     log = tmp_path / "service.log"
-    process = await start_process(settings, interface.name, name, log)
+    process = await start_slow_service(
+        settings, interface.name, name, log, grace=1, max_concurrency=2
+    )
     try:
 
         async def serving() -> bool:

@@ -1,7 +1,9 @@
-"""``agentbus status``: the running services, found through the NATS service protocol."""
+"""``agentbus status``: the running services, found through the NATS service protocol,
+and the NATS servers they run on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -13,6 +15,10 @@ from rich.table import Table
 from agentbus.framework.bus import Bus
 from agentbus.framework.cli.common import console, options, run, with_bus
 from agentbus.framework.cli.discover import services
+from agentbus.framework.cli.nats_servers import nats_nodes, nodes_line
+
+NODES_TIMEOUT = 3.0
+"""How long JetStream may take to name a cluster's nodes before status shows it without."""
 
 
 def _uptime(started: str | None) -> str:
@@ -33,17 +39,31 @@ def status(
         bool, typer.Option("--endpoints", help="List every instance's endpoint subjects too.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    nats: Annotated[
+        bool,
+        typer.Option(
+            "--nats",
+            help="With --json: an object of the services and the NATS nodes, not the list.",
+        ),
+    ] = False,
 ) -> None:
-    """List running services: name, version, instance, request and error counts, uptime;
+    """List the NATS nodes (a cluster's by name: connected, up, unseen or offline), then
+    running services: name, version, instance, request and error counts, uptime;
     --endpoints lists their subjects too. Long values fold onto more lines, none is cut."""
 
-    async def work(bus: Bus) -> list[dict[str, Any]]:
-        return await services(bus, wait)
+    async def work(bus: Bus) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        if as_json and not nats:  # the list alone, as scripts read it
+            return await services(bus, wait), None
+        found, nodes = await asyncio.gather(services(bus, wait), nats_nodes(bus, NODES_TIMEOUT))
+        return found, nodes
 
-    found = run(with_bus(options(ctx), work))
+    found, nodes = run(with_bus(options(ctx), work))
     if as_json:
-        console.print(json.dumps(found), markup=False, soft_wrap=True)
+        shown: object = {"services": found, "nats": nodes} if nats else found
+        console.print(json.dumps(shown), markup=False, soft_wrap=True)
         return
+    if nodes is not None:
+        console.print(nodes_line(nodes), markup=False)
     if not found:
         console.print("no services answered $SRV.INFO (is `agentbus up` running?)")
         raise typer.Exit(1)

@@ -110,3 +110,32 @@ async def test_two_retries_racing_for_a_lapsed_claim_run_it_once(bus: Bus) -> No
     outcomes = await asyncio.gather(attempt("b"), attempt("c"))
     assert len(runs) == 1
     assert sorted(outcomes) == sorted([runs[0], "conflict"])
+
+
+async def test_a_renewal_that_landed_unseen_in_an_outage_keeps_the_claim(bus: Bus) -> None:
+    """A renewal can time out and still be written: the next one's compare-and-set then
+    fails on a revision this executor wrote itself. It adopts it instead of giving up."""
+    first, second = await ledger(bus, "executor-a"), await ledger(bus, "executor-b")
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    ledger_key = first.key("agent", key)
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow() -> Completed:
+        started.set()
+        await release.wait()
+        return completed("ran on a")
+
+    async def must_not_run() -> Completed:
+        raise AssertionError("a live claim was taken over")
+
+    running = asyncio.ensure_future(first.run_once("agent", key, "digest", slow))
+    await started.wait()
+    entry = await first.kv.get(ledger_key)
+    await first.kv.put(ledger_key, entry.value or b"")  # the unseen write: a new revision
+    for _ in range(4):
+        await asyncio.sleep(LEASE)
+        with pytest.raises(ToolError, match="still running"):
+            await second.run_once("agent", key, "digest", must_not_run)
+    release.set()
+    assert (await running).content == "ran on a"

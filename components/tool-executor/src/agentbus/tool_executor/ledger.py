@@ -32,7 +32,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from agentbus.framework import key_value
 from agentbus.interfaces.catalog.tools import Completed
@@ -144,10 +144,25 @@ class ExecutionLedger:
                     key, self._running(arguments_digest), last=self._revisions[key]
                 )
             except KeyWrongLastSequenceError:
-                log.warning("the claim of %s was taken over: this run's outcome still lands", key)
-                return
+                if not await self._still_ours(key):
+                    log.warning(
+                        "the claim of %s was taken over: this run's outcome still lands", key
+                    )
+                    return
             except (TimeoutError, nats.errors.Error) as exc:
                 log.warning("could not renew the lease of %s: %s", key, exc)
+
+    async def _still_ours(self, key: str) -> bool:
+        """After a refused renewal: whether the claim is still this executor's (a renewal
+        that timed out in an outage may have landed after all, moving the revision); if so,
+        its revision is adopted."""
+        with contextlib.suppress(TimeoutError, nats.errors.Error, ValidationError):
+            entry = await self.kv.get(key)
+            record = ExecutionRecord.model_validate_json(entry.value or b"{}")
+            if record.state == "running" and record.owner == self.owner and self.owner:
+                self._revisions[key] = int(entry.revision or 0)
+                return True
+        return False
 
     async def finish(self, key: str, record: ExecutionRecord) -> None:
         """Store the outcome, retried through a bus outage of up to :data:`FINISH_PATIENCE`."""

@@ -64,6 +64,7 @@ bench: install  ## the benchmarks under bench/, with their baselines
 	$(RUN) python bench/model_gateway_overhead.py
 	$(RUN) python bench/broadcast_fanout.py
 	$(RUN) python bench/nats_guard_overhead.py
+	$(RUN) python bench/cluster_scale.py
 
 schemas: install  ## export the JSON Schemas of every interface version (then commit them)
 	$(RUN) agentbus interfaces export

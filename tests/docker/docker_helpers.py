@@ -140,6 +140,8 @@ class Cluster:
     monitor_port: int = field(default_factory=free_port)
     prometheus_port: int = field(default_factory=free_port)
     files: tuple[str, ...] = ("docker-compose.yml", "tests/docker/compose.test.yml")
+    profiles: tuple[str, ...] = ("metrics",)
+    """Compose profiles to enable (``metrics``: Prometheus)."""
     operator_dir: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentbus-compose-operator-"))
     )
@@ -186,7 +188,7 @@ class Cluster:
         assert command is not None
         files = [part for name in self.files for part in ("-f", name)]
         result = subprocess.run(
-            [*command, *files, "--profile", "metrics", *args],
+            [*command, *files, *(f for p in self.profiles for f in ("--profile", p)), *args],
             cwd=ROOT,
             env=self.env(),
             capture_output=True,

@@ -24,7 +24,6 @@ from docker_helpers import (
     ROOT,
     SERVICES,
     Cluster,
-    compose_command,
     docker,
     free_port,
     wait_for,
@@ -82,6 +81,7 @@ class ClusterOfThree(Cluster):
     """The compose project with the cluster file: each node's client port on loopback."""
 
     files: tuple[str, ...] = CLUSTER_FILES
+    profiles: tuple[str, ...] = ()  # no Prometheus here
     node_ports: dict[str, int] = field(
         default_factory=lambda: {node: free_port() for node in NODES}
     )
@@ -111,24 +111,6 @@ class ClusterOfThree(Cluster):
             NATS_3_MONITOR_PORT=str(self.node_monitor_ports["nats-3"]),
         )
         return env
-
-    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> str:
-        """Compose with the cluster file, without the metrics profile (no Prometheus here)."""
-        command = compose_command()
-        assert command is not None
-        files = [part for name in self.files for part in ("-f", name)]
-        result = subprocess.run(
-            [*command, *files, *args],
-            cwd=ROOT,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(f"compose {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout
 
     def settings(self, *nodes: str) -> Settings:
         """The operator's settings, connected to ``nodes`` only (default: all three)."""

@@ -15,7 +15,9 @@ from agentbus.interfaces.metadata import Source
 from agentbus.tool_executor.errors import ToolError
 from agentbus.tool_executor.ledger import ExecutionLedger
 
-LEASE = 0.6
+LEASE = 2.0
+"""Short for the tests, yet long enough that a renewal (every LEASE / 3) is never late on
+a loaded machine."""
 
 
 @pytest.fixture
@@ -32,6 +34,40 @@ async def ledger(bus: Bus, owner: str) -> ExecutionLedger:
 
 def completed(text: str) -> Completed:
     return Completed(tool="test.tool", content=text, duration_ms=1.0)
+
+
+class HeldCall:
+    """A call of ``ledger`` under ``key`` that runs until :meth:`finish`."""
+
+    def __init__(self, ledger: ExecutionLedger, key: str) -> None:
+        self._release = asyncio.Event()
+        self._started = asyncio.Event()
+
+        async def slow() -> Completed:
+            self._started.set()
+            await self._release.wait()
+            return completed("ran on a")
+
+        self.running = asyncio.ensure_future(ledger.run_once("agent", key, "digest", slow))
+
+    async def started(self) -> None:
+        await self._started.wait()
+
+    async def finish(self) -> Completed:
+        self._release.set()
+        return await self.running
+
+
+async def must_not_run() -> Completed:
+    raise AssertionError("a live claim was taken over")
+
+
+async def still_refused(other: ExecutionLedger, key: str, times: int = 3) -> None:
+    """``other``'s retries keep hearing "still running", well past several lease lengths."""
+    for _ in range(times):
+        await asyncio.sleep(LEASE)
+        with pytest.raises(ToolError, match="still running"):
+            await other.run_once("agent", key, "digest", must_not_run)
 
 
 async def test_a_claim_whose_owner_died_is_taken_over_after_its_lease(bus: Bus) -> None:
@@ -62,25 +98,12 @@ async def test_a_claim_whose_owner_died_is_taken_over_after_its_lease(bus: Bus) 
 async def test_a_renewed_claim_is_not_taken_over_and_its_outcome_is_replayed(bus: Bus) -> None:
     first, second = await ledger(bus, "executor-a"), await ledger(bus, "executor-b")
     key = f"k-{uuid.uuid4().hex[:8]}"
-    release = asyncio.Event()
-    started = asyncio.Event()
+    held = HeldCall(first, key)
+    await held.started()
 
-    async def slow() -> Completed:
-        started.set()
-        await release.wait()
-        return completed("ran on a")
+    await still_refused(second, key)
 
-    async def must_not_run() -> Completed:
-        raise AssertionError("a live claim was taken over")
-
-    running = asyncio.ensure_future(first.run_once("agent", key, "digest", slow))
-    await started.wait()
-    for _ in range(4):  # well past several lease lengths, renewed all along
-        await asyncio.sleep(LEASE)
-        with pytest.raises(ToolError, match="still running"):
-            await second.run_once("agent", key, "digest", must_not_run)
-    release.set()
-    assert (await running).content == "ran on a"
+    assert (await held.finish()).content == "ran on a"
     replayed = await second.run_once("agent", key, "digest", must_not_run)
     assert replayed.replayed
     assert replayed.content == "ran on a"
@@ -118,24 +141,11 @@ async def test_a_renewal_that_landed_unseen_in_an_outage_keeps_the_claim(bus: Bu
     first, second = await ledger(bus, "executor-a"), await ledger(bus, "executor-b")
     key = f"k-{uuid.uuid4().hex[:8]}"
     ledger_key = first.key("agent", key)
-    release = asyncio.Event()
-    started = asyncio.Event()
-
-    async def slow() -> Completed:
-        started.set()
-        await release.wait()
-        return completed("ran on a")
-
-    async def must_not_run() -> Completed:
-        raise AssertionError("a live claim was taken over")
-
-    running = asyncio.ensure_future(first.run_once("agent", key, "digest", slow))
-    await started.wait()
+    held = HeldCall(first, key)
+    await held.started()
     entry = await first.kv.get(ledger_key)
     await first.kv.put(ledger_key, entry.value or b"")  # the unseen write: a new revision
-    for _ in range(4):
-        await asyncio.sleep(LEASE)
-        with pytest.raises(ToolError, match="still running"):
-            await second.run_once("agent", key, "digest", must_not_run)
-    release.set()
-    assert (await running).content == "ran on a"
+
+    await still_refused(second, key)
+
+    assert (await held.finish()).content == "ran on a"

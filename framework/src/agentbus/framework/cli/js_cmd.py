@@ -12,6 +12,7 @@ from agentbus.framework.bus import Bus
 from agentbus.framework.cli.common import console, options, run, with_bus
 from agentbus.framework.cli.nats_servers import QUIET, describe, ours, server_states
 from agentbus.framework.cli.status_cmd import _table
+from agentbus.framework.config import redact_url
 from agentbus.framework.jetstream import declare_all, upgrade_replicas
 
 app = typer.Typer(help="JetStream: streams, buckets, replicas.", no_args_is_help=True)
@@ -27,7 +28,7 @@ def status(
 
     async def work(bus: Bus) -> dict[str, Any]:
         resources = [describe(info) for info in await ours(bus)]
-        urls = [url.geturl() for url in bus.nc.servers]
+        urls = [redact_url(url.geturl()) for url in bus.nc.servers]  # never a password
         return {"servers": server_states(bus, resources), "urls": urls, "resources": resources}
 
     found = run(with_bus(options(ctx), work))

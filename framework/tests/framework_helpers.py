@@ -186,3 +186,14 @@ async def start_slow_service(
             stdout=out,
             stderr=out,
         )
+
+
+async def requests_received(bus: Bus, name: str) -> int:
+    """Requests the process ``proc`` of service ``name`` received, from its ``$SRV.STATS``;
+    -1 while it does not answer."""
+    try:
+        stats = await request_json(bus, f"$SRV.STATS.{name}.proc", timeout=0.5)
+    except Exception:  # not serving (yet)
+        return -1
+    count: int = stats["endpoints"][0]["num_requests"]
+    return count

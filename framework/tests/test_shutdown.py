@@ -14,6 +14,7 @@ from framework_helpers import (
     echo_interface,
     echo_service,
     request_json,
+    requests_received,
     start_slow_service,
     unique,
 )
@@ -166,12 +167,6 @@ async def wait_until_serving(bus: Bus, name: str, process: asyncio.subprocess.Pr
     await eventually(answers, timeout=20.0, interval=0.05, what=f"{name} answering $SRV.PING")
 
 
-async def in_flight(bus: Bus, name: str) -> int:
-    stats = await request_json(bus, f"$SRV.STATS.{name}.proc")
-    count: int = stats["endpoints"][0]["num_requests"]
-    return count
-
-
 async def test_sigterm_finishes_in_flight_requests_and_exits_zero(
     settings: Settings, bus: Bus, tmp_path: Path
 ) -> None:
@@ -189,7 +184,7 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_zero(
         ]
 
         async def all_in_flight() -> bool:
-            return await in_flight(bus, name) == 100
+            return await requests_received(bus, name) == 100
 
         await eventually(all_in_flight, what="100 requests in flight in the process")
 
@@ -222,7 +217,7 @@ async def test_second_sigterm_cancels_in_flight_work(
         ]
 
         async def all_in_flight() -> bool:
-            return await in_flight(bus, name) == 5
+            return await requests_received(bus, name) == 5
 
         await eventually(all_in_flight, what="5 requests in flight in the process")
         process.send_signal(signal.SIGTERM)

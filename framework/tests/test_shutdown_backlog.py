@@ -13,7 +13,7 @@ from framework_helpers import (
     EchoRequest,
     echo_interface,
     echo_service,
-    request_json,
+    requests_received,
     start_slow_service,
     unique,
 )
@@ -96,16 +96,6 @@ async def test_requests_arriving_after_the_stop_go_to_the_other_replica(
     assert (await busy).text == "busy"
 
 
-async def received(bus: Bus, name: str) -> int:
-    """Requests the process received, from its ``$SRV.STATS``."""
-    try:
-        stats = await request_json(bus, f"$SRV.STATS.{name}.proc", timeout=0.5)
-    except Exception:  # not serving yet
-        return -1
-    count: int = stats["endpoints"][0]["num_requests"]
-    return count
-
-
 async def test_sigterm_under_a_backlog_exits_within_grace_and_a_second(
     settings: Settings, bus: Bus, tmp_path: Path
 ) -> None:
@@ -121,7 +111,7 @@ async def test_sigterm_under_a_backlog_exits_within_grace_and_a_second(
 
         async def serving() -> bool:
             assert process.returncode is None, f"the process exited: {log.read_text()}"
-            return await received(bus, name) == 0
+            return await requests_received(bus, name) == 0
 
         await eventually(serving, timeout=20.0, what=f"{name} answering $SRV.STATS")
         requests = [
@@ -132,7 +122,7 @@ async def test_sigterm_under_a_backlog_exits_within_grace_and_a_second(
         ]
 
         async def all_received() -> bool:
-            return await received(bus, name) == 300
+            return await requests_received(bus, name) == 300
 
         await eventually(all_received, what="300 requests received by the process")
         process.send_signal(signal.SIGTERM)

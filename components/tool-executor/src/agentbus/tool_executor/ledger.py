@@ -101,11 +101,9 @@ class ExecutionLedger:
         A ``running`` record whose lease lapsed (its executor died) is taken over when its
         arguments match; of two retries racing for it, the compare-and-set lets one win."""
         for _ in range(8):
-            try:
+            with contextlib.suppress(KeyWrongLastSequenceError):  # it exists: look at it
                 self._revisions[key] = await self.kv.create(key, self._running(arguments_digest))
                 return None
-            except KeyWrongLastSequenceError:
-                pass
             try:
                 entry = await self.kv.get(key)
             except KeyNotFoundError:
